@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+/**
+ * ostree-oci CLI: a thin shell over the library. Each command lives in ./commands/<name>.ts and
+ * exports `register(program)`; add new commands to COMMANDS below.
+ */
+import { Command, CommanderError } from 'commander';
+import { renderError } from './output.js';
+// (commands are imported here)
+
+interface CommandModule {
+  register(program: Command): void;
+}
+
+const COMMANDS: CommandModule[] = [];
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('ostree-oci')
+    .description('Move ostree commits to and from OCI images and composefs, keeping signatures intact')
+    .option('--verbose', 'show error details')
+    .showHelpAfterError()
+    .exitOverride();
+  for (const mod of COMMANDS) mod.register(program);
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version exit through here with code 0; usage errors already printed.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    return renderError(err, Boolean(program.opts()['verbose']));
+  }
+}
+
+main(process.argv).then(
+  (code) => process.exit(code),
+  (err) => process.exit(renderError(err, true)),
+);
