@@ -19,6 +19,7 @@ declare -A probe=(
   [openssl]=/usr/bin/openssl
   [time]=/usr/bin/time
   [util-linux]=/usr/bin/unshare
+  [attr]=/usr/bin/setfattr
 )
 missing=()
 for pkg in "${!probe[@]}"; do

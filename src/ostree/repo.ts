@@ -1,0 +1,341 @@
+/**
+ * Repo: the ostree repository API the rest of the project uses, over ostree-bindings.
+ *
+ * Reads come back parsed by our own GVariant codec (never trusted blindly); writes always pass an
+ * expected checksum that is verified twice — in TypeScript before/while the bytes flow and by
+ * libostree's verifying writes (never the `_trusted` variants).
+ */
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import {
+  NativeRepo,
+  ObjectType,
+  OstreeError,
+  REPO_MODE_NAMES,
+  RepoMode,
+  type NativeInputStream,
+} from '../../ostree-bindings/index.js';
+import { ObjectChecksumError, OstreeOciError, UsageError } from '../errors.js';
+import {
+  isChecksum,
+  parseCommit,
+  parseDirMeta,
+  parseDirTree,
+  parseMetadata,
+  parseXattrsVariant,
+  type Commit,
+  type DirMeta,
+  type DirTree,
+  type FileHeader,
+} from '../gvariant/ostree-types.js';
+import type { VarDict } from '../gvariant/codec.js';
+import { ContentHasher, contentPrefix, sha256Hex } from './checksum.js';
+
+export { ObjectType, RepoMode, OstreeError };
+
+export type RepoModeName = 'bare' | 'archive' | 'bare-user' | 'bare-user-only' | 'bare-split-xattrs';
+
+export const MODE_NAME: Record<RepoMode, RepoModeName> = {
+  [RepoMode.BARE]: 'bare',
+  [RepoMode.ARCHIVE]: 'archive',
+  [RepoMode.BARE_USER]: 'bare-user',
+  [RepoMode.BARE_USER_ONLY]: 'bare-user-only',
+  [RepoMode.BARE_SPLIT_XATTRS]: 'bare-split-xattrs',
+};
+
+/** Thrown when a repository path is missing or is not an ostree repository. */
+export class RepoOpenError extends OstreeOciError {}
+
+export interface LoadedCommit {
+  checksum: string;
+  /** The exact `.commit` bytes (what signatures cover). */
+  bytes: Buffer;
+  commit: Commit;
+}
+
+export interface FileObject {
+  header: FileHeader;
+  /** Payload size in bytes (0 for symlinks). */
+  size: number;
+  /** Payload stream for regular files (must be consumed or destroyed), null for symlinks. */
+  stream: Readable | null;
+}
+
+/** One entry of a commit walk, in dirtree order (files first, then subdirectories). */
+export type WalkEntry =
+  | { kind: 'dir'; path: string; tree: string; meta: string; dirmeta: DirMeta; dirtree: DirTree }
+  | { kind: 'file'; path: string; checksum: string };
+
+export interface WriteContentOptions {
+  header: FileHeader;
+  /** Payload bytes, or a stream with its length. Symlinks: omit. */
+  payload?: Buffer | { stream: Readable; length: number };
+}
+
+const SMALL_CONTENT = 1 << 20;
+
+export class Repo {
+  private inTransaction = false;
+
+  private constructor(
+    readonly path: string,
+    readonly native: NativeRepo,
+  ) {}
+
+  /** Open an existing repository; clear errors for a missing path or a non-repository. */
+  static open(path: string): Repo {
+    if (!existsSync(path)) throw new RepoOpenError(`repository ${path} does not exist`);
+    if (!statSync(path).isDirectory()) throw new RepoOpenError(`repository ${path} is not a directory`);
+    if (!existsSync(join(path, 'config')) || !existsSync(join(path, 'objects'))) {
+      throw new RepoOpenError(`${path} is not an ostree repository (no config or objects/)`);
+    }
+    try {
+      return new Repo(path, NativeRepo.open(path));
+    } catch (e) {
+      if (e instanceof OstreeError) throw new RepoOpenError(`cannot open repository ${path}: ${e.message}`);
+      throw e;
+    }
+  }
+
+  /** Create a repository (or open it if it exists already, as libostree does). */
+  static create(path: string, mode: RepoModeName | RepoMode = 'bare-user'): Repo {
+    const m = typeof mode === 'number' ? mode : REPO_MODE_NAMES[mode];
+    if (m === undefined) throw new UsageError(`unknown repository mode "${String(mode)}"`);
+    return new Repo(path, NativeRepo.create(path, m));
+  }
+
+  close(): void {
+    this.native.close();
+  }
+
+  get mode(): RepoModeName {
+    return MODE_NAME[this.native.mode()];
+  }
+
+  /** Resolve a ref, checksum or unique prefix to a commit checksum. */
+  resolveRev(rev: string): string {
+    try {
+      return this.native.resolveRev(rev, false)!;
+    } catch (e) {
+      if (e instanceof OstreeError) throw new UsageError(`cannot resolve "${rev}" in ${this.path}: ${e.message.replace(/^resolve [^:]*: /, '')}`);
+      throw e;
+    }
+  }
+
+  /** Like resolveRev but returns null for a ref that does not exist. */
+  resolveRevIfExists(rev: string): string | null {
+    return this.native.resolveRev(rev, true);
+  }
+
+  listRefs(prefix?: string): Map<string, string> {
+    return this.native.listRefs(prefix);
+  }
+
+  hasObject(type: ObjectType, checksum: string): boolean {
+    return this.native.hasObject(type, checksum);
+  }
+
+  /** Raw bytes of a metadata object. */
+  loadMetadataBytes(type: ObjectType, checksum: string): Buffer {
+    if (!isChecksum(checksum)) throw new UsageError(`"${checksum}" is not a checksum`);
+    return this.native.loadVariant(type, checksum);
+  }
+
+  loadCommit(rev: string): LoadedCommit {
+    const checksum = isChecksum(rev) ? rev : this.resolveRev(rev);
+    const bytes = this.loadMetadataBytes(ObjectType.COMMIT, checksum);
+    return { checksum, bytes, commit: parseCommit(bytes, `commit ${checksum}`) };
+  }
+
+  loadDirTree(checksum: string): DirTree {
+    return parseDirTree(this.loadMetadataBytes(ObjectType.DIR_TREE, checksum), `dirtree ${checksum}`);
+  }
+
+  loadDirMeta(checksum: string): DirMeta {
+    return parseDirMeta(this.loadMetadataBytes(ObjectType.DIR_META, checksum), `dirmeta ${checksum}`);
+  }
+
+  /** Open a content object: its header (uid, gid, mode, xattrs, symlink target) and payload. */
+  readFile(checksum: string): FileObject {
+    const { info, xattrs, stream } = this.native.loadFile(checksum);
+    const header: FileHeader = {
+      uid: info.uid,
+      gid: info.gid,
+      mode: info.mode,
+      rdev: 0,
+      symlinkTarget: info.symlinkTarget ?? '',
+      xattrs: xattrs.length ? parseXattrsVariant(xattrs, `xattrs of file ${checksum}`) : [],
+    };
+    const isLink = info.type === 'symlink';
+    if (isLink) stream?.close();
+    return { header, size: isLink ? 0 : info.size, stream: isLink || !stream ? null : stream.toReadable() };
+  }
+
+  /** The canonical content object stream (header + payload, uncompressed) with its length. */
+  openObjectStream(type: ObjectType, checksum: string): { stream: NativeInputStream; size: number } {
+    return this.native.loadObjectStream(type, checksum);
+  }
+
+  /** Re-hash one stored content object in TypeScript; returns the computed checksum. */
+  async checksumStoredFile(checksum: string): Promise<string> {
+    const f = this.readFile(checksum);
+    const h = new ContentHasher(f.header);
+    if (f.stream) for await (const chunk of f.stream) h.update(chunk as Buffer);
+    return h.digest();
+  }
+
+  /** Detached metadata bytes, or null when there is none. */
+  readCommitMetaBytes(checksum: string): Buffer | null {
+    return this.native.readCommitDetachedMetadata(checksum);
+  }
+
+  readCommitMeta(checksum: string): VarDict | null {
+    const b = this.readCommitMetaBytes(checksum);
+    return b ? parseMetadata(b, `commitmeta of ${checksum}`) : null;
+  }
+
+  /** Replace a commit's detached metadata (validated as normal-form `a{sv}` first). */
+  writeCommitMeta(checksum: string, bytes: Buffer): void {
+    parseMetadata(bytes, `commitmeta for ${checksum}`);
+    if (!this.hasObject(ObjectType.COMMIT, checksum)) {
+      throw new UsageError(`cannot write commitmeta: commit ${checksum} is not in ${this.path}`);
+    }
+    this.native.writeCommitDetachedMetadata(checksum, bytes);
+  }
+
+  /**
+   * Run `fn` inside a libostree transaction: committed when it resolves, aborted (staged objects
+   * and ref changes discarded) when it throws.
+   */
+  async transaction<T>(fn: (repo: Repo) => Promise<T>): Promise<T> {
+    if (this.inTransaction) throw new OstreeOciError(`a transaction is already open on ${this.path}`);
+    this.native.prepareTransaction();
+    this.inTransaction = true;
+    try {
+      const result = await fn(this);
+      this.native.commitTransaction();
+      return result;
+    } catch (e) {
+      try {
+        this.native.abortTransaction();
+      } catch {
+        /* report the original error */
+      }
+      throw e;
+    } finally {
+      this.inTransaction = false;
+    }
+  }
+
+  /** Stage a ref change (inside a transaction) or set it at once (outside one). */
+  setRef(ref: string, checksum: string | null): void {
+    if (this.inTransaction) this.native.transactionSetRef(ref, checksum);
+    else this.native.setRefImmediate(ref, checksum);
+  }
+
+  /**
+   * Write a metadata object under `expected`. The SHA-256 is checked here first (error names both
+   * checksums, nothing is written); libostree then re-hashes and validates structure.
+   */
+  writeMetadata(type: ObjectType, expected: string, bytes: Buffer): string {
+    const actual = sha256Hex(bytes);
+    const typeName = ObjectType[type]?.toLowerCase().replace('_', '') ?? String(type);
+    if (actual !== expected) throw new ObjectChecksumError(typeName, expected, actual);
+    const stored = this.native.writeMetadata(type, expected, bytes);
+    if (stored !== expected) throw new ObjectChecksumError(typeName, expected, stored);
+    return stored;
+  }
+
+  /**
+   * Write a content object under `expected`, hashing it in TypeScript as it streams; libostree
+   * verifies it again. A mismatch throws naming both checksums and stores nothing.
+   */
+  async writeContent(expected: string, opts: WriteContentOptions): Promise<string> {
+    const prefix = contentPrefix(opts.header);
+    const hasher = new ContentHasher(opts.header);
+    const payload = opts.payload;
+    let stored: string;
+    if (!payload || Buffer.isBuffer(payload) || payload.length <= SMALL_CONTENT) {
+      let body: Buffer;
+      if (!payload) body = Buffer.alloc(0);
+      else if (Buffer.isBuffer(payload)) body = payload;
+      else body = await readExactly(payload.stream, payload.length, expected);
+      hasher.update(body);
+      const actual = hasher.digest();
+      if (actual !== expected) throw new ObjectChecksumError('file', expected, actual);
+      stored = await this.native.writeContent(expected, Buffer.concat([prefix, body]));
+    } else {
+      const { stream, length } = payload;
+      // The object stream is prefix + payload; the payload is hashed on its way through.
+      const hashing = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          hasher.update(chunk);
+          cb(null, chunk);
+        },
+      });
+      hashing.push(prefix);
+      stream.on('error', (e) => hashing.destroy(e));
+      stream.pipe(hashing);
+      const check = (): void => {
+        if (hasher.bytes !== length) {
+          throw new OstreeOciError(`file ${expected}: payload has ${hasher.bytes} bytes, expected ${length}`);
+        }
+        const actual = hasher.digest();
+        if (actual !== expected) throw new ObjectChecksumError('file', expected, actual);
+      };
+      try {
+        stored = await this.native.writeContent(expected, { stream: hashing, length: prefix.length + length });
+      } catch (e) {
+        // When all bytes went through, our own diagnosis names both checksums clearly.
+        if (hasher.bytes === length) check();
+        throw e;
+      }
+      check();
+    }
+    if (stored !== expected) throw new ObjectChecksumError('file', expected, stored);
+    return stored;
+  }
+
+  /** Every object reachable from a commit, as libostree's traversal finds it. */
+  reachableObjects(commit: string, maxDepth = 0): Array<{ checksum: string; type: ObjectType }> {
+    return this.native.traverseCommit(commit, maxDepth);
+  }
+
+  /** Walk a commit's tree in TypeScript: directories pre-order, files first within each. */
+  *walk(commit: string | LoadedCommit): Generator<WalkEntry> {
+    const c = typeof commit === 'string' ? this.loadCommit(commit) : commit;
+    const stack: Array<{ path: string; tree: string; meta: string }> = [
+      { path: '/', tree: c.commit.rootTree, meta: c.commit.rootMeta },
+    ];
+    while (stack.length) {
+      const d = stack.pop()!;
+      const dirtree = this.loadDirTree(d.tree);
+      const dirmeta = this.loadDirMeta(d.meta);
+      yield { kind: 'dir', path: d.path, tree: d.tree, meta: d.meta, dirmeta, dirtree };
+      const base = d.path === '/' ? '' : d.path;
+      for (const f of dirtree.files) yield { kind: 'file', path: `${base}/${f.name}`, checksum: f.checksum };
+      for (let i = dirtree.dirs.length - 1; i >= 0; i--) {
+        const sub = dirtree.dirs[i]!;
+        stack.push({ path: `${base}/${sub.name}`, tree: sub.tree, meta: sub.meta });
+      }
+    }
+  }
+
+  /** Re-hash and structure-check a stored object with libostree (throws on corruption). */
+  fsckObject(type: ObjectType, checksum: string): void {
+    this.native.fsckObject(type, checksum);
+  }
+}
+
+async function readExactly(stream: Readable, length: number, what: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of stream) {
+    parts.push(chunk as Buffer);
+    n += (chunk as Buffer).length;
+    if (n > length) throw new OstreeOciError(`file ${what}: payload longer than ${length} bytes`);
+  }
+  if (n !== length) throw new OstreeOciError(`file ${what}: payload has ${n} bytes, expected ${length}`);
+  return Buffer.concat(parts, n);
+}
