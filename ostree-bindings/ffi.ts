@@ -60,6 +60,8 @@ export const g_file_info_get_symlink_target = gio.func('const char *g_file_info_
 
 // libc
 export const pipe2 = libc.func('int pipe2(_Out_ int *fds, int flags)');
+/** Copies native memory into a JS Buffer (passed as the destination pointer, no koffi view). */
+export const memcpy = libc.func('void *memcpy(void *dst, const void *src, size_t n)');
 
 // libostree
 export const ostree_repo_new = ostree.func('void *ostree_repo_new(void *path)');

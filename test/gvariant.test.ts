@@ -1,0 +1,156 @@
+import t from 'tap';
+import { createHash } from 'node:crypto';
+import { decode, encode, typeInfo } from '../src/gvariant/codec.js';
+import {
+  parseCommit,
+  parseDirMeta,
+  parseDirTree,
+  parseFileHeader,
+  serializeCommit,
+  serializeDirMeta,
+  serializeDirTree,
+  serializeFileHeader,
+  serializeXattrs,
+} from '../src/gvariant/ostree-types.js';
+import { contentChecksum } from '../src/ostree/checksum.js';
+import { GVariantError } from '../src/errors.js';
+import { prng } from '../scripts/lib/sample-tree.js';
+
+const hex = (s: string) => Buffer.from(s.replace(/[\s|]/g, ''), 'hex');
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+t.test('worked examples from the spec (§1.7, §1.9)', async (t) => {
+  t.same(encode('as', ['a', 'bc', '']), hex('61 00 62 63 00 00 | 02 05 06'));
+  t.same(encode('(sys)', ['a', 9, 'b']), hex('61 00 09 62 00 02'));
+  t.same(
+    encode('a{sv}', [
+      ['a', { type: 's', value: 'x' }],
+      ['bb', { type: 'u', value: 1 }],
+    ]),
+    hex('6100000000000000 78000073 02 000000 6262000000000000 01000000 0075 03 0d1f'),
+  );
+  t.same(encode('ms', 'ab'), hex('61 62 00 00'));
+  t.same(encode('mu', 7), hex('07 00 00 00'));
+  t.same(encode('v', { type: 't', value: 5n }), hex('05 00 00 00 00 00 00 00 00 74'));
+  t.equal(typeInfo('(ty)').fixed, 16);
+  t.equal(typeInfo('()').fixed, 1);
+  t.same(encode('()', []), hex('00'));
+  // 60 strings of "abcd": 300-byte body + 60 offsets needs 2-byte offsets, 420 bytes in all.
+  t.equal(encode('as', Array(60).fill('abcd')).length, 420);
+});
+
+t.test('decode inverts encode for every value shape', async (t) => {
+  const cases: Array<[string, unknown]> = [
+    ['a{sv}', [['k', { type: 'aay', value: [Buffer.from('x'), Buffer.alloc(64, 1)] }], ['n', { type: 'b', value: true }]]],
+    ['(uuua(ayay))', [1, 2, 3, [[Buffer.from('user.a\0'), Buffer.from('v')]]]],
+    ['a(say)', [['x', Buffer.alloc(32, 7)], ['yy', Buffer.alloc(32, 8)]]],
+    ['(xtdnqhi)', [-5n, 2n ** 64n - 1n, 1.5, -3, 65535, -1, 2147483647]],
+    ['maay', null],
+    ['maay', [Buffer.from('q')]],
+    ['av', [{ type: 'mi', value: null }, { type: '(sg)', value: ['s', 'a{sv}'] }, { type: 'o', value: '/a/b' }]],
+    ['as', Array.from({ length: 3000 }, (_, i) => `string-${i}`)], // 4-byte offsets
+  ];
+  for (const [type, value] of cases) {
+    const bytes = encode(type, value as never);
+    t.same(decode(type, bytes), value, `${type} roundtrip`);
+  }
+});
+
+t.test('non-normal, truncated and ill-typed input is rejected with GVariantError', async (t) => {
+  const good = encode('(uuua(ayay))', [1, 2, 3, [[Buffer.from('user.a\0'), Buffer.from('v')]]]);
+  const bad: Array<[string, string, Buffer]> = [
+    ['truncated fixed', 'u', Buffer.from([1, 2, 3])],
+    ['trailing byte after fixed tuple', '(uu)', Buffer.alloc(9)],
+    ['boolean 2', 'b', Buffer.from([2])],
+    ['string without NUL', 's', Buffer.from('abc')],
+    ['string with inner NUL', 's', Buffer.from('a\0b\0')],
+    ['invalid UTF-8', 's', Buffer.from([0xff, 0xfe, 0])],
+    ['array size not a multiple', 'au', Buffer.alloc(6)],
+    ['offset out of range', 'as', Buffer.from([0x61, 0x00, 0x09])],
+    ['non-minimal offset width', 'as', Buffer.from([0x61, 0x00, 0x02, 0x00])],
+    ['nonzero padding', 'a{sv}', (() => { const b = encode('a{sv}', [['a', { type: 'u', value: 1 }]]); b[3] = 1; return b; })()],
+    ['variant with bad type', 'v', Buffer.from([1, 0, 0x7a])],
+    ['truncated dirmeta', '(uuua(ayay))', good.subarray(0, good.length - 3)],
+  ];
+  for (const [name, type, data] of bad) {
+    t.throws(() => decode(type, data), GVariantError, name);
+  }
+  t.throws(() => typeInfo('a{vs}'), GVariantError, 'dict key must be basic');
+  t.throws(() => typeInfo('(s'), GVariantError, 'unterminated tuple type');
+});
+
+t.test('random mutations never escape as anything but GVariantError', async (t) => {
+  const rnd = prng(1234);
+  const commit = serializeCommit({
+    metadata: [['version', { type: 's', value: '1.0' }], ['ostree.ref-binding', { type: 'as', value: ['main'] }]],
+    parent: null,
+    related: [],
+    subject: 'subject',
+    body: 'body',
+    timestamp: 1577836800n,
+    rootTree: 'c6'.repeat(32),
+    rootMeta: '44'.repeat(32),
+  });
+  let rejected = 0;
+  let accepted = 0;
+  for (let i = 0; i < 3000; i++) {
+    const b = Buffer.from(commit);
+    const n = 1 + (rnd() % 3);
+    for (let j = 0; j < n; j++) b[rnd() % b.length] = rnd() & 0xff;
+    const cut = rnd() % 4 === 0 ? b.subarray(0, rnd() % b.length) : b;
+    try {
+      const parsed = parseCommit(cut);
+      accepted++;
+      // Whatever is accepted is exactly what we would write again.
+      if (!serializeCommit(parsed).equals(cut)) t.fail(`mutation ${i} accepted but does not re-serialize identically`);
+    } catch (e) {
+      if (!(e instanceof GVariantError)) t.fail(`mutation ${i} threw ${(e as Error).constructor.name}: ${(e as Error).message}`);
+      rejected++;
+    }
+  }
+  t.equal(rejected + accepted, 3000);
+  t.ok(rejected > 1000, `many mutations rejected (${rejected}/3000)`);
+});
+
+t.test('ostree objects: known bytes and checksums from the spec', async (t) => {
+  // §2.4: root:root 0755 dirmeta without xattrs.
+  const dm = serializeDirMeta({ uid: 0, gid: 0, mode: 0o40755, xattrs: [] });
+  t.same(dm, hex('00000000 00000000 000041ed'));
+  t.equal(sha(dm), '446a0ef11b7cc167f3b603e585c7eeeeb675faa412d5ec73f62988eb0b6c5488');
+  t.same(parseDirMeta(dm), { uid: 0, gid: 0, mode: 0o40755, xattrs: [] });
+  // §3.2 verified content checksums.
+  const reg = { uid: 0, gid: 0, mode: 0o100644, rdev: 0, symlinkTarget: '', xattrs: [] };
+  t.equal(contentChecksum(reg, Buffer.from('hello\n')), '44f778e59f0a4748d6b0c90a47347212a231c4ad1e8f7ea5c5dffc7749153a6b');
+  t.equal(contentChecksum(reg), 'cc700d46f407c6c5ab2d5dde474366a928b7398277e61162e7f8ec06f469f07e');
+  t.equal(
+    contentChecksum({ ...reg, mode: 0o120777, symlinkTarget: 'a.txt' }),
+    'f379a4b359f3e8deb971eef3e40a492fec37696c0169a600789f0bc62c43b535',
+  );
+  // Xattrs are sorted before hashing, so the order given does not matter.
+  const xa = [
+    { name: Buffer.from('user.zeta'), value: Buffer.from('z') },
+    { name: Buffer.from('user.alpha'), value: Buffer.from('A\0') },
+  ];
+  t.equal(contentChecksum({ ...reg, xattrs: xa }, Buffer.from('data')), '55879255badd0806612f1e19e57bfe1601dfffd55b720cbade26d22161b60455');
+  t.same(serializeXattrs([xa[1]!, xa[0]!]), hex('757365722e616c70686100 4100 0b | 757365722e7a65746100 7a 0a | 0e 1a'));
+  // §2.3: a dirtree with one file "b".
+  const dt = serializeDirTree({ files: [{ name: 'b', checksum: 'ab'.repeat(32) }], dirs: [] });
+  t.equal(dt.length, 37);
+  t.same(parseDirTree(dt).files[0], { name: 'b', checksum: 'ab'.repeat(32) });
+  const header = serializeFileHeader(reg);
+  t.same(header, hex('00000000 00000000 000081a4 00000000 00 11'));
+  t.same(parseFileHeader(header), reg);
+});
+
+t.test('ostree object validation names the problem', async (t) => {
+  const unsorted = encode('(a(say)a(sayay))', [[['b', Buffer.alloc(32)], ['a', Buffer.alloc(32)]], []]);
+  t.throws(() => parseDirTree(unsorted, 'dirtree X'), /dirtree X: files: "a" is not sorted/);
+  const dotdot = encode('(a(say)a(sayay))', [[['..', Buffer.alloc(32)]], []]);
+  t.throws(() => parseDirTree(dotdot), /invalid file name "\.\."/);
+  const shortCsum = encode('(a(say)a(sayay))', [[['a', Buffer.alloc(31)]], []]);
+  t.throws(() => parseDirTree(shortCsum), /checksum must be 32 bytes/);
+  const notDir = serializeDirMeta({ uid: 0, gid: 0, mode: 0o100644, xattrs: [] });
+  t.throws(() => parseDirMeta(notDir, 'dirmeta Y'), /dirmeta Y: mode 0100644 is not a directory/);
+  const dev = serializeFileHeader({ uid: 0, gid: 0, mode: 0o20644, rdev: 0, symlinkTarget: '', xattrs: [] });
+  t.throws(() => parseFileHeader(dev), /neither a regular file nor a symlink/);
+});
