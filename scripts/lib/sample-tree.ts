@@ -125,3 +125,20 @@ export function ostreeCommit(repo: string, dir: string, opts: CommitOptions = {}
 export function ostreeInit(repo: string, mode: string): void {
   execFileSync('ostree', ['init', `--repo=${repo}`, `--mode=${mode}`]);
 }
+
+/**
+ * A larger synthetic tree for benchmarks: `files` files spread over nested directories, sizes
+ * drawn from a skewed distribution (many small, a few large) adding up to about `totalMiB`.
+ */
+export function writeSyntheticTree(dir: string, files: number, totalMiB: number, seed = 1): void {
+  const r = prng(seed);
+  const avg = (totalMiB * 1048576) / files;
+  for (let i = 0; i < files; i++) {
+    const sub = join(dir, `d${i % 37}`, `e${i % 11}`);
+    if (i < 37 * 11) mkdirSync(sub, { recursive: true });
+    // Exponential-ish sizes around the average.
+    const u = (r() + 1) / 4294967297;
+    const size = Math.min(Math.floor(-Math.log(u) * avg), 64 * 1048576);
+    writeFileSync(join(sub, `f${i}`), pseudoRandomBytes(size, seed * 1000003 + i));
+  }
+}

@@ -6,12 +6,15 @@
 import { Command, CommanderError } from 'commander';
 import { renderError } from './output.js';
 // (commands are imported here)
+import * as show from './commands/show.js';
+import * as fsck from './commands/fsck.js';
+import * as fsverityCmd from './commands/fsverity.js';
 
 interface CommandModule {
   register(program: Command): void;
 }
 
-const COMMANDS: CommandModule[] = [];
+const COMMANDS: CommandModule[] = [show, fsck, fsverityCmd];
 
 export function buildProgram(): Command {
   const program = new Command();

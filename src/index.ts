@@ -1,0 +1,13 @@
+/**
+ * ostree-oci library entry point. Each module is also importable on its own; this file re-exports
+ * the public API. (Modules add their exports here as they land.)
+ */
+export * from './errors.js';
+export { Repo, RepoOpenError, ObjectType, RepoMode, OstreeError } from './ostree/repo.js';
+export type { LoadedCommit, FileObject, WalkEntry, WriteContentOptions, RepoModeName } from './ostree/repo.js';
+export { contentChecksum, contentChecksumStream, ContentHasher, sha256Hex } from './ostree/checksum.js';
+export { describeCommit, type CommitSummary } from './ostree/inspect.js';
+export { verifyCommitObjects, type VerifyObjectsResult } from './ostree/verify-objects.js';
+export { encode, decode, lookup, type GValue, type Variant, type VarDict } from './gvariant/codec.js';
+export * from './gvariant/ostree-types.js';
+export * as tree from './tree/model.js';
