@@ -1,0 +1,59 @@
+/** `ostree-oci keygen` and `ostree-oci sign`. */
+import { writeFileSync, existsSync, renameSync } from 'node:fs';
+import type { Command } from 'commander';
+import { UsageError } from '../../errors.js';
+import { Repo } from '../../ostree/repo.js';
+import { generateKeyPair, readSecretKeyFile } from '../../sign/ed25519.js';
+import { signCommitEd25519, signCommitGpg } from '../../sign/commit-signatures.js';
+import { printJson } from '../output.js';
+
+export function register(program: Command): void {
+  program
+    .command('keygen')
+    .description('generate an ed25519 key pair in ostree\'s format: KEY (base64 seed‖public) and KEY.pub (base64 public)')
+    .requiredOption('--out <path>', 'secret key file to create (the public key goes to <path>.pub)')
+    .option('--force', 'overwrite existing files')
+    .option('--json', 'machine-readable output')
+    .action((opts: { out: string; force?: boolean; json?: boolean }) => {
+      const pubPath = `${opts.out}.pub`;
+      if (!opts.force && (existsSync(opts.out) || existsSync(pubPath))) {
+        throw new UsageError(`${existsSync(opts.out) ? opts.out : pubPath} exists; use --force to overwrite`);
+      }
+      const k = generateKeyPair();
+      // Write both through temporary names so a failure never leaves half a key pair.
+      writeFileSync(`${opts.out}.tmp`, `${k.secret}\n`, { mode: 0o600 });
+      writeFileSync(`${pubPath}.tmp`, `${k.public}\n`, { mode: 0o644 });
+      renameSync(`${pubPath}.tmp`, pubPath);
+      renameSync(`${opts.out}.tmp`, opts.out);
+      if (opts.json) printJson({ secretKeyFile: opts.out, publicKeyFile: pubPath, publicKey: k.public });
+      else process.stdout.write(`secret key: ${opts.out}\npublic key: ${pubPath} (${k.public})\n`);
+    });
+
+  program
+    .command('sign')
+    .description('sign a commit: ed25519 (ostree.sign.ed25519) or GPG through libostree (ostree.gpgsigs); other commitmeta keys are kept')
+    .requiredOption('--repo <path>', 'ostree repository')
+    .argument('<rev>', 'ref or checksum')
+    .option('--keyfile <path>', 'ed25519 secret key file (base64 of seed‖public, as ostree sign --keys-file)')
+    .option('--gpg-key <id>', 'GPG key id to sign with')
+    .option('--gpg-homedir <dir>', 'GnuPG home directory')
+    .option('--json', 'machine-readable output')
+    .action((rev: string, opts: { repo: string; keyfile?: string; gpgKey?: string; gpgHomedir?: string; json?: boolean }) => {
+      if (Boolean(opts.keyfile) === Boolean(opts.gpgKey)) throw new UsageError('sign needs exactly one of --keyfile or --gpg-key');
+      const key = opts.keyfile ? readSecretKeyFile(opts.keyfile) : null;
+      const repo = Repo.open(opts.repo);
+      try {
+        if (key) {
+          const r = signCommitEd25519(repo, rev, key);
+          if (opts.json) printJson({ commit: r.commit, type: 'ed25519', publicKey: key.publicKey.toString('base64'), signature: r.signature.toString('hex') });
+          else process.stdout.write(`signed ${r.commit} with ed25519 key ${key.publicKey.toString('base64')}\n`);
+        } else {
+          const r = signCommitGpg(repo, rev, opts.gpgKey!, opts.gpgHomedir);
+          if (opts.json) printJson({ commit: r.commit, type: 'gpg', keyId: opts.gpgKey });
+          else process.stdout.write(`signed ${r.commit} with GPG key ${opts.gpgKey}\n`);
+        }
+      } finally {
+        repo.close();
+      }
+    });
+}
