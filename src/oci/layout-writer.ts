@@ -1,0 +1,244 @@
+/**
+ * Writing an OCI image layout directory (`oci-layout`, `index.json`, `blobs/sha256/<hex>`).
+ *
+ * Blobs are streamed into a temp file in the layout root (`.ostree-oci-tmp-*`) while sha256 and
+ * size are computed, then renamed to `blobs/sha256/<hex>`; when that blob already exists (same
+ * size) the temp file is dropped instead (dedupe). Several blobs/layers may be written at once.
+ * JSON documents are written as canonical JSON (canonical-json.ts). index.json is replaced
+ * atomically (temp + rename); updates from one writer are serialized, but there is no lock
+ * against other processes writing the same layout at the same time.
+ */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { canonicalJsonBytes } from './canonical-json.js';
+import { compressionStages, resolveLevel } from './compression.js';
+import { digestHex, HashCounter, sha256Digest, VerifyStream, type Expected } from './digest.js';
+import { OciError, OciFormatError } from './errors.js';
+import { contextError } from './stream-util.js';
+import {
+  ANNOTATION_REF_NAME,
+  checkDigest,
+  MediaType,
+  ociLayerMediaType,
+  parseIndex,
+  type Compression,
+  type Descriptor,
+  type ImageIndex,
+  type ImageManifest,
+  type Platform,
+} from './types.js';
+
+export interface LayerOptions {
+  /** Default 'gzip' (what ostree-ext writes). */
+  compression?: Compression;
+  /** gzip level 1 instead of 6 (ostree-ext `--compression-fast`); zstd level 1 instead of 3. */
+  fast?: boolean;
+  /** Explicit level; overrides `fast`. */
+  level?: number;
+  /** Annotations of the layer descriptor (e.g. `ostree.components`). */
+  annotations?: Record<string, string>;
+  /** Media type override (e.g. a Docker v2s2 layer type); must match the compression. */
+  mediaType?: string;
+}
+
+export interface LayerResult {
+  /** Descriptor of the stored (compressed) blob, ready for a manifest's `layers`. */
+  descriptor: Descriptor;
+  /** `sha256:` of the uncompressed tar (goes into config `rootfs.diff_ids`). */
+  diffId: string;
+  uncompressedSize: number;
+  compression: Compression;
+}
+
+export type BlobInput = Readable | Buffer | (() => Readable);
+
+export interface AddBlobOptions {
+  /** Bytes must hash to this (and have this size): checked while writing, error otherwise. */
+  expected?: Expected;
+  /** Names the blob in error messages. */
+  what?: string;
+}
+
+export interface PutManifestOptions {
+  /** Tag (org.opencontainers.image.ref.name); an existing entry with the same tag is replaced. */
+  tag?: string;
+  /** Platform recorded in index.json's descriptor. */
+  platform?: Platform;
+  /**
+   * Without a tag: 'replace-all' (default; index.json then holds exactly this manifest, as
+   * ostree-ext's replace_with_single_manifest) or 'append' (keep other entries, drop an untagged
+   * entry with the same digest).
+   */
+  untagged?: 'replace-all' | 'append';
+}
+
+const TMP_PREFIX = '.ostree-oci-tmp-';
+
+export class OciLayoutWriter {
+  private indexQueue: Promise<unknown> = Promise.resolve();
+
+  private constructor(readonly dir: string) {}
+
+  /** Open a layout directory for writing, creating it (and `oci-layout`, `blobs/sha256`) if needed. */
+  static async open(dir: string): Promise<OciLayoutWriter> {
+    try {
+      await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+      const layoutFile = join(dir, 'oci-layout');
+      const existing = await readFile(layoutFile).catch(() => undefined);
+      if (existing === undefined) {
+        await writeFile(layoutFile, canonicalJsonBytes({ imageLayoutVersion: '1.0.0' }));
+      } else {
+        let v: unknown;
+        try {
+          v = JSON.parse(existing.toString('utf8'));
+        } catch {
+          throw new OciFormatError(`oci:${dir}: oci-layout is not valid JSON`);
+        }
+        if ((v as { imageLayoutVersion?: unknown })?.imageLayoutVersion !== '1.0.0')
+          throw new OciFormatError(`oci:${dir}: oci-layout imageLayoutVersion is not "1.0.0"`);
+      }
+    } catch (e) {
+      throw contextError(e as Error, `oci:${dir}: cannot create image layout`);
+    }
+    return new OciLayoutWriter(dir);
+  }
+
+  blobPath(digest: string): string {
+    checkDigest(digest, `oci:${this.dir} blob`);
+    return join(this.dir, 'blobs', 'sha256', digestHex(digest));
+  }
+
+  async hasBlob(digest: string, size?: number): Promise<boolean> {
+    const st = await stat(this.blobPath(digest)).catch(() => undefined);
+    return !!st && st.isFile() && (size === undefined || st.size === size);
+  }
+
+  private tmpPath(): string {
+    return join(this.dir, `${TMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
+  }
+
+  /**
+   * Stream `stages` (the first one a source) into a temp file, then move it into place by digest.
+   * Returns digest and size of the stored bytes.
+   */
+  private async store(source: Readable, stages: Transform[], what: string): Promise<{ digest: string; size: number }> {
+    const tmp = this.tmpPath();
+    const counter = new HashCounter();
+    try {
+      await pipeline([source, ...stages, counter, createWriteStream(tmp, { flags: 'wx' })]);
+      const digest = counter.digest;
+      const final = this.blobPath(digest);
+      if (await this.hasBlob(digest, counter.size)) await rm(tmp, { force: true });
+      else await rename(tmp, final);
+      return { digest, size: counter.size };
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => {});
+      throw contextError(e as Error, `oci:${this.dir}: writing ${what}`);
+    }
+  }
+
+  /**
+   * Add a blob. With `expected`, an existing blob of that digest and size is reused without
+   * reading the input (a function input is then never called), and new bytes are verified.
+   */
+  async addBlob(input: BlobInput, opts: AddBlobOptions = {}): Promise<{ digest: string; size: number }> {
+    const what = opts.what ?? (opts.expected ? `blob ${opts.expected.digest}` : 'blob');
+    if (opts.expected) {
+      checkDigest(opts.expected.digest, what);
+      if (await this.hasBlob(opts.expected.digest, opts.expected.size)) {
+        if (input instanceof Readable) input.destroy();
+        const st = await stat(this.blobPath(opts.expected.digest));
+        return { digest: opts.expected.digest, size: st.size };
+      }
+    }
+    const src = typeof input === 'function' ? input() : Buffer.isBuffer(input) ? Readable.from([input]) : input;
+    const stages: Transform[] = opts.expected ? [new VerifyStream(opts.expected, what)] : [];
+    return this.store(src, stages, what);
+  }
+
+  /** Store `value` as canonical JSON; returns its descriptor. */
+  async addJson(value: unknown, mediaType: string, annotations?: Record<string, string>): Promise<Descriptor> {
+    const bytes = canonicalJsonBytes(value);
+    const digest = sha256Digest(bytes);
+    await this.addBlob(bytes, { expected: { digest, size: bytes.length }, what: `${mediaType} blob` });
+    const d: Descriptor = { mediaType, digest, size: bytes.length };
+    if (annotations && Object.keys(annotations).length > 0) d.annotations = { ...annotations };
+    return d;
+  }
+
+  /** Compress an uncompressed tar stream into a layer blob (see compression.ts). */
+  async addLayer(tar: Readable, opts: LayerOptions = {}): Promise<LayerResult> {
+    const compression = opts.compression ?? 'gzip';
+    if (compression !== 'gzip' && compression !== 'zstd' && compression !== 'none')
+      throw new OciError(`layer compression ${JSON.stringify(compression)} is not one of gzip, zstd, none`);
+    const level = resolveLevel(compression, opts);
+    const diff = new HashCounter();
+    const { digest, size } = await this.store(tar, [diff, ...compressionStages(compression, level)], `${compression} layer`);
+    const descriptor: Descriptor = { mediaType: opts.mediaType ?? ociLayerMediaType(compression), digest, size };
+    if (opts.annotations && Object.keys(opts.annotations).length > 0) descriptor.annotations = { ...opts.annotations };
+    return { descriptor, diffId: diff.digest, uncompressedSize: diff.size, compression };
+  }
+
+  /** Current index.json, or an empty index when there is none yet. */
+  async readIndex(): Promise<ImageIndex> {
+    const file = join(this.dir, 'index.json');
+    const bytes = await readFile(file).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return undefined;
+      throw e;
+    });
+    if (!bytes) return { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
+    return parseIndex(bytes, `oci:${this.dir} index.json`);
+  }
+
+  /** Replace index.json atomically (canonical JSON). */
+  async writeIndex(index: ImageIndex): Promise<void> {
+    const tmp = this.tmpPath();
+    try {
+      await writeFile(tmp, canonicalJsonBytes(index), { flag: 'wx' });
+      await rename(tmp, join(this.dir, 'index.json'));
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => {});
+      throw contextError(e as Error, `oci:${this.dir}: writing index.json`);
+    }
+  }
+
+  /** Apply `fn` to index.json under this writer's serialization. */
+  updateIndex(fn: (index: ImageIndex) => ImageIndex | void): Promise<void> {
+    const run = async (): Promise<void> => {
+      const idx = await this.readIndex();
+      await this.writeIndex(fn(idx) ?? idx);
+    };
+    const p = this.indexQueue.then(run, run);
+    this.indexQueue = p.catch(() => {});
+    return p;
+  }
+
+  /**
+   * Store `manifest` (canonical JSON) and reference it from index.json. Returns the descriptor
+   * written into index.json (digest = the manifest digest).
+   */
+  async putManifest(manifest: ImageManifest, opts: PutManifestOptions = {}): Promise<Descriptor> {
+    const mediaType = manifest.mediaType ?? MediaType.OciManifest;
+    const stored = await this.addJson(manifest, mediaType);
+    const desc: Descriptor = { mediaType, digest: stored.digest, size: stored.size };
+    if (opts.platform) desc.platform = { ...opts.platform };
+    if (opts.tag !== undefined) desc.annotations = { [ANNOTATION_REF_NAME]: opts.tag };
+    await this.updateIndex((idx) => {
+      idx.mediaType ??= MediaType.OciIndex;
+      if (opts.tag !== undefined) {
+        idx.manifests = idx.manifests.filter((d) => d.annotations?.[ANNOTATION_REF_NAME] !== opts.tag);
+        idx.manifests.push(desc);
+      } else if ((opts.untagged ?? 'replace-all') === 'replace-all') {
+        idx.manifests = [desc];
+      } else {
+        idx.manifests = idx.manifests.filter((d) => d.annotations?.[ANNOTATION_REF_NAME] !== undefined || d.digest !== desc.digest);
+        idx.manifests.push(desc);
+      }
+    });
+    return desc;
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * Index a tar file by entry without reading file contents: walk the 512-byte headers with
+ * positional reads, skipping over data. Handles ustar (with prefix), GNU long names (`L`/`K`),
+ * PAX extended headers (`x`: path, linkpath, size; `g` ignored) and base-256 sizes. Names are
+ * normalized: leading `./` and `/` removed, trailing `/` removed.
+ *
+ * Used to read oci-archive files in place: blobs are then read as byte ranges of the tar.
+ */
+import { open } from 'node:fs/promises';
+import { OciFormatError } from './errors.js';
+
+export interface TarEntryLocation {
+  name: string;
+  /** Tar typeflag: '0' regular file, '5' directory, '1' hardlink, '2' symlink, … */
+  type: string;
+  /** Offset of the first data byte in the tar file. */
+  offset: number;
+  size: number;
+  linkname?: string;
+}
+
+const BLOCK = 512;
+
+function cstr(b: Buffer, start: number, len: number): string {
+  const s = b.subarray(start, start + len);
+  const nul = s.indexOf(0);
+  return (nul < 0 ? s : s.subarray(0, nul)).toString('utf8');
+}
+
+function parseNumeric(b: Buffer, start: number, len: number, what: string): number {
+  const f = b.subarray(start, start + len);
+  if (f[0]! & 0x80) {
+    // base-256, big-endian; positive only
+    let v = 0;
+    for (let i = 1; i < f.length; i++) v = v * 256 + f[i]!;
+    if (f[0] === 0xff || !Number.isSafeInteger(v)) throw new OciFormatError(`${what}: unsupported base-256 number`);
+    return v + (f[0]! & 0x7f) * 256 ** (f.length - 1);
+  }
+  const s = f.toString('latin1').replace(/[\0 ]+$/, '').replace(/^[ ]+/, '');
+  if (s === '') return 0;
+  if (!/^[0-7]+$/.test(s)) throw new OciFormatError(`${what}: invalid octal field ${JSON.stringify(s)}`);
+  return parseInt(s, 8);
+}
+
+function parsePax(data: Buffer, what: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let pos = 0;
+  while (pos < data.length) {
+    const sp = data.indexOf(0x20, pos);
+    if (sp < 0) break;
+    const len = parseInt(data.subarray(pos, sp).toString('latin1'), 10);
+    if (!Number.isFinite(len) || len <= 0 || pos + len > data.length)
+      throw new OciFormatError(`${what}: malformed PAX record at ${pos}`);
+    const rec = data.subarray(sp + 1, pos + len - 1).toString('utf8');
+    const eq = rec.indexOf('=');
+    if (eq > 0) out.set(rec.slice(0, eq), rec.slice(eq + 1));
+    pos += len;
+  }
+  return out;
+}
+
+export function normalizeTarName(name: string): string {
+  let n = name;
+  for (;;) {
+    if (n.startsWith('./')) n = n.slice(2);
+    else if (n.startsWith('/')) n = n.slice(1);
+    else break;
+  }
+  while (n.endsWith('/')) n = n.slice(0, -1);
+  return n === '.' ? '' : n;
+}
+
+/** Read every header of the tar at `path`; later entries of the same name win. */
+export async function indexTar(path: string): Promise<Map<string, TarEntryLocation>> {
+  const fh = await open(path, 'r');
+  try {
+    const fileSize = (await fh.stat()).size;
+    const entries = new Map<string, TarEntryLocation>();
+    const hdr = Buffer.alloc(BLOCK);
+    let pos = 0;
+    let longName: string | undefined;
+    let longLink: string | undefined;
+    let pax: Map<string, string> | undefined;
+    const readData = async (off: number, size: number, what: string): Promise<Buffer> => {
+      if (size > 16 << 20) throw new OciFormatError(`${what}: extended header of ${size} bytes is too large`);
+      const b = Buffer.alloc(size);
+      const { bytesRead } = await fh.read(b, 0, size, off);
+      if (bytesRead !== size) throw new OciFormatError(`${what}: truncated`);
+      return b;
+    };
+    for (;;) {
+      const where = `tar ${path} header at offset ${pos}`;
+      if (pos + BLOCK > fileSize) {
+        if (pos === fileSize) break; // no end-of-archive blocks; accept like GNU tar (with warning there)
+        throw new OciFormatError(`${where}: truncated (file is ${fileSize} bytes)`);
+      }
+      await fh.read(hdr, 0, BLOCK, pos);
+      if (hdr.every((x) => x === 0)) break;
+      // checksum: sum of header bytes with the checksum field read as spaces
+      let sum = 0;
+      for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : hdr[i]!;
+      const stored = parseNumeric(hdr, 148, 8, `${where} checksum`);
+      if (stored !== sum) throw new OciFormatError(`${where}: header checksum mismatch (stored ${stored}, computed ${sum})`);
+      const type = String.fromCharCode(hdr[156]!) === '\0' ? '0' : String.fromCharCode(hdr[156]!);
+      let size = parseNumeric(hdr, 124, 12, `${where} size`);
+      if (pax?.has('size')) size = Number(pax.get('size'));
+      const dataOff = pos + BLOCK;
+      const next = dataOff + Math.ceil(size / BLOCK) * BLOCK;
+      if (dataOff + size > fileSize) throw new OciFormatError(`${where}: entry data runs past end of file (truncated archive)`);
+      if (type === 'L') {
+        longName = cstr(await readData(dataOff, size, where), 0, size);
+      } else if (type === 'K') {
+        longLink = cstr(await readData(dataOff, size, where), 0, size);
+      } else if (type === 'x') {
+        pax = parsePax(await readData(dataOff, size, where), where);
+      } else if (type === 'g') {
+        // global PAX header: nothing we need
+      } else {
+        let name = cstr(hdr, 0, 100);
+        const magic = hdr.subarray(257, 263).toString('latin1');
+        if (magic === 'ustar\0') {
+          const prefix = cstr(hdr, 345, 155);
+          if (prefix) name = `${prefix}/${name}`;
+        }
+        if (longName !== undefined) name = longName;
+        if (pax?.has('path')) name = pax.get('path')!;
+        let linkname: string | undefined = cstr(hdr, 157, 100) || undefined;
+        if (longLink !== undefined) linkname = longLink;
+        if (pax?.has('linkpath')) linkname = pax.get('linkpath');
+        const e: TarEntryLocation = { name: normalizeTarName(name), type, offset: dataOff, size };
+        if (linkname !== undefined) e.linkname = linkname;
+        entries.set(e.name, e);
+        longName = longLink = undefined;
+        pax = undefined;
+      }
+      pos = next;
+    }
+    return entries;
+  } finally {
+    await fh.close();
+  }
+}
