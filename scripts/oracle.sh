@@ -3,9 +3,9 @@
 # from Debian sid, in a cached minbase chroot (git-ignored).
 #
 #   scripts/oracle.sh               build the chroot once (about 30 s), then do nothing
-#   scripts/oracle.sh run CMD ARG…  run CMD inside it; /proc and /tmp are bind-mounted in a private
-#                                   mount namespace, so host paths under /tmp work as they are and
-#                                   nothing stays mounted afterwards
+#   scripts/oracle.sh run CMD ARG…  run CMD inside it; /proc, /tmp and this project's .cache/ are
+#                                   bind-mounted (at the same paths) in a private mount namespace, so
+#                                   host paths there work as they are and nothing stays mounted
 #   scripts/oracle.sh path          print the chroot directory
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,11 +40,12 @@ case "${1:-ensure}" in
     shift
     ensure
     exec unshare -m --propagation private sh -c '
-      d=$1; shift
+      d=$1; c=$2; shift 2
       mount --bind /proc "$d/proc"
       mount --rbind /dev "$d/dev" 2>/dev/null || true
       mount --bind /tmp "$d/tmp"
-      exec chroot "$d" "$@"' oracle "$dir" "$@"
+      mkdir -p "$d$c" && mount --bind "$c" "$d$c"
+      exec chroot "$d" "$@"' oracle "$dir" "$root/.cache" "$@"
     ;;
   *) echo "usage: scripts/oracle.sh [ensure|path|run CMD…]" >&2; exit 2 ;;
 esac

@@ -8,13 +8,19 @@ import { renderError } from './output.js';
 // (commands are imported here)
 import * as show from './commands/show.js';
 import * as fsck from './commands/fsck.js';
+import * as sign from './commands/sign.js';
+import * as verify from './commands/verify.js';
+import * as commitComposefs from './commands/commit-composefs.js';
 import * as fsverityCmd from './commands/fsverity.js';
+import * as encapsulateCmd from './commands/encapsulate.js';
+import * as unencapsulateCmd from './commands/unencapsulate.js';
+import * as composefsCmd from './commands/composefs.js';
 
 interface CommandModule {
   register(program: Command): void;
 }
 
-const COMMANDS: CommandModule[] = [show, fsck, fsverityCmd];
+const COMMANDS: CommandModule[] = [show, fsck, sign, verify, commitComposefs, fsverityCmd, encapsulateCmd, unencapsulateCmd, composefsCmd];
 
 export function buildProgram(): Command {
   const program = new Command();

@@ -20,12 +20,20 @@ export interface Check {
 export interface VerifyReport {
   target: string;
   checks: Check[];
+  /** Nothing failed and at least one check passed. */
   ok: boolean;
+  /** verified: ok · failed: a check failed or a required one is missing · absent: nothing to check. */
+  outcome: 'verified' | 'failed' | 'absent';
 }
 
+/** Exit codes of `verify`: 0 verified, 1 failed, 3 nothing there to verify. */
+export const VERIFY_EXIT = { verified: 0, failed: 1, absent: 3 } as const;
+
 export function makeReport(target: string, checks: Check[]): VerifyReport {
-  const ok = checks.length > 0 && checks.every((c) => c.status === 'pass' || (c.status === 'absent' && !c.required));
-  return { target, checks, ok };
+  const failed = checks.some((c) => c.status === 'fail' || (c.status === 'absent' && c.required));
+  const passed = checks.some((c) => c.status === 'pass');
+  const outcome = failed ? 'failed' : passed ? 'verified' : 'absent';
+  return { target, checks, ok: outcome === 'verified', outcome };
 }
 
 export function formatReport(r: VerifyReport): string {
@@ -39,6 +47,6 @@ export function formatReport(r: VerifyReport): string {
       lines.push(`  ${''.padEnd(w)}           got      ${c.got ?? '-'}`);
     }
   }
-  lines.push(r.ok ? 'result: verified' : 'result: NOT verified');
+  lines.push(r.outcome === 'verified' ? 'result: verified' : r.outcome === 'absent' ? 'result: nothing to verify (absent)' : 'result: NOT verified');
   return `${lines.join('\n')}\n`;
 }

@@ -8,7 +8,8 @@ import { UsageError } from '../../errors.js';
 import { Repo } from '../../ostree/repo.js';
 import { readPublicKeysFile } from '../../sign/ed25519.js';
 import { verifyCommit } from '../../verify/commit.js';
-import { formatReport, type VerifyReport } from '../../verify/report.js';
+import { commitComposefsDigest } from '../../composefs/from-commit.js';
+import { formatReport, VERIFY_EXIT, type VerifyReport } from '../../verify/report.js';
 import { printJson } from '../output.js';
 
 interface VerifyOpts {
@@ -22,17 +23,16 @@ interface VerifyOpts {
 export function register(program: Command): void {
   program
     .command('verify')
-    .description('verify a commit (--repo R REV): ed25519/GPG signatures and, with --composefs, the signed-composefs check ostree-prepare-root does at boot')
+    .description('verify a commit (--repo R REV): its ostree.composefs.digest.v0 against the recomputed digest, ed25519/GPG signatures, and with --composefs the signed-composefs check ostree-prepare-root does at boot')
     .argument('<target>', 'commit (with --repo)')
     .option('--repo <path>', 'ostree repository holding the commit')
     .option('--pubkeys <file>', 'trusted ed25519 public keys, one base64 key per line')
     .option('--gpg-homedir <dir>', 'verify GPG signatures with the keys of this GnuPG home (or directory of *.gpg keyrings)')
+    .option('--composefs', 'offline ostree-prepare-root check for a signed composefs: commitmeta, a trusted ed25519 signature, ostree.composefs.digest.v0 present and equal to the recomputed digest')
     .option('--json', 'machine-readable output')
     .action(async (target: string, opts: VerifyOpts) => {
+      if (opts.composefs && !opts.pubkeys) throw new UsageError('--composefs needs --pubkeys (the keys prepare-root would trust)');
       if (!opts.repo) throw new UsageError('verify needs --repo R for a commit');
-      if (!opts.pubkeys && !opts.gpgHomedir && !opts.composefs) {
-        throw new UsageError('nothing to verify: give --pubkeys, --gpg-homedir or --composefs');
-      }
       const pubkeys = opts.pubkeys ? readPublicKeysFile(opts.pubkeys) : undefined;
       const repo = Repo.open(opts.repo);
       let report: VerifyReport;
@@ -40,12 +40,14 @@ export function register(program: Command): void {
         report = await verifyCommit(repo, target, {
           ...(pubkeys ? { pubkeys } : {}),
           ...(opts.gpgHomedir ? { gpgKeyDir: opts.gpgHomedir } : {}),
+          composefs: Boolean(opts.composefs),
+          composefsDigest: commitComposefsDigest,
         });
       } finally {
         repo.close();
       }
       if (opts.json) printJson(report);
       else process.stdout.write(formatReport(report));
-      if (!report.ok) process.exitCode = 1;
+      process.exitCode = VERIFY_EXIT[report.outcome];
     });
 }
