@@ -11,6 +11,7 @@ import * as fsck from './commands/fsck.js';
 import * as sign from './commands/sign.js';
 import * as verify from './commands/verify.js';
 import * as commitComposefs from './commands/commit-composefs.js';
+import * as roundtripCmd from './commands/roundtrip.js';
 import * as fsverityCmd from './commands/fsverity.js';
 import * as encapsulateCmd from './commands/encapsulate.js';
 import * as unencapsulateCmd from './commands/unencapsulate.js';
@@ -20,7 +21,7 @@ interface CommandModule {
   register(program: Command): void;
 }
 
-const COMMANDS: CommandModule[] = [show, fsck, sign, verify, commitComposefs, fsverityCmd, encapsulateCmd, unencapsulateCmd, composefsCmd];
+const COMMANDS: CommandModule[] = [show, fsck, sign, verify, commitComposefs, roundtripCmd, fsverityCmd, encapsulateCmd, unencapsulateCmd, composefsCmd];
 
 export function buildProgram(): Command {
   const program = new Command();
