@@ -21,8 +21,9 @@ function run(cmd: string, args: string[], opts: { allowFail?: boolean } = {}): s
   const shown = [cmd === process.execPath ? 'ostree-oci' : cmd, ...(cmd === process.execPath ? args.slice(1) : args)];
   process.stdout.write(`$ ${shown.map((a) => (/[\s'"]/.test(a) ? JSON.stringify(a) : a)).join(' ')}\n`);
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.stdout) process.stdout.write(r.stdout.replace(/^/gm, '  '));
-  if (r.stderr) process.stdout.write(r.stderr.replace(/^/gm, '  '));
+  const indent = (text: string) => `${text.replace(/\n$/, '').replace(/^/gm, '  ')}\n`;
+  if (r.stdout) process.stdout.write(indent(r.stdout));
+  if (r.stderr) process.stdout.write(indent(r.stderr));
   if (r.status !== 0 && !opts.allowFail) throw new Error(`step failed (exit ${r.status}): ${shown.join(' ')}`);
   return r.stdout;
 }
@@ -39,11 +40,32 @@ try {
   const commit = ostreeCommit(repo, tree, { subject: 'ostree-oci demo' });
   process.stdout.write(`  commit ${commit}\n`);
 
-  step('2. Inspect it: fields, metadata, detached metadata, object counts');
+  step('2. Add composefs metadata: a new commit whose metadata carries ostree.composefs.digest.v0');
+  const sealed = ours('commit-composefs', '--repo', repo, 'main', '-b', 'main').trim();
+
+  step('3. Generate an ed25519 key pair (ostree format) and sign the commit');
+  ours('keygen', '--out', join(work, 'demo.key'));
+  ours('sign', '--repo', repo, 'main', '--keyfile', join(work, 'demo.key'));
+
+  step('4. Inspect it: fields, metadata, detached metadata (the signature), object counts');
   ours('show', '--repo', repo, 'main');
 
-  step('3. Re-checksum every object in TypeScript (trust nothing stored)');
-  ours('fsck', '--repo', repo, 'main');
+  step('5. Encapsulate into an OCI archive (ostree-ext format, zstd, 4 content layers), commitmeta included');
+  const archive = `oci-archive:${join(work, 'demo.ociarchive')}:latest`;
+  ours('encapsulate', '--repo', repo, 'main', archive, '--compression', 'zstd', '--max-layers', '4', '-l', 'org.example.demo=yes');
+  run('skopeo', ['inspect', archive]);
+
+  step('6. Unencapsulate into a fresh repository: every object re-checksummed, commitmeta kept');
+  const fresh = join(work, 'fresh-repo');
+  ostreeInit(fresh, 'bare-user');
+  ours('unencapsulate', '--repo', fresh, archive, '--ref', 'imported', '--verify-commit', sealed, '--require-commitmeta');
+
+  step('7. Verify in the fresh repository as ostree-prepare-root would at boot (offline)');
+  ours('verify', '--repo', fresh, 'imported', '--pubkeys', join(work, 'demo.key.pub'), '--composefs');
+  run('ostree', ['fsck', `--repo=${fresh}`]);
+
+  step('8. The same proof in one command');
+  ours('roundtrip', '--repo', repo, 'main', '--pubkeys', join(work, 'demo.key.pub'));
 
   process.stdout.write(`\nDemo finished: every step passed. Work directory: ${keep ? work : '(removed)'}\n`);
 } catch (e) {
