@@ -11,3 +11,30 @@ export { verifyCommitObjects, type VerifyObjectsResult } from './ostree/verify-o
 export { encode, decode, lookup, type GValue, type Variant, type VarDict } from './gvariant/codec.js';
 export * from './gvariant/ostree-types.js';
 export * as tree from './tree/model.js';
+export {
+  fsverityDigest,
+  fsverityDigestFile,
+  fsverityDigestStream,
+  fsverityDescriptorDigest,
+  FsVerityHasher,
+  MerkleTreeBuilder,
+  FsVerityError,
+  type FsVerityOptions,
+  type FsVerityFileOptions,
+  type EmptyInputMode,
+} from './composefs/fsverity.js';
+export {
+  readErofsImage,
+  readErofsImageSync,
+  readErofsImageWithInfo,
+  readErofsImageInfo,
+  ErofsFormatError,
+  type ErofsImageInfo,
+  type ReadErofsOptions,
+} from './composefs/erofs/reader.js';
+export * as container from './container/index.js';
+export { encapsulate, unencapsulate } from './container/index.js';
+export * as cfs from './cfs/index.js';
+export { migrateCommit, CfsRepo } from './cfs/index.js';
+export * as store from './store/index.js';
+export { pullImage } from './store/index.js';

@@ -16,12 +16,16 @@ import * as fsverityCmd from './commands/fsverity.js';
 import * as encapsulateCmd from './commands/encapsulate.js';
 import * as unencapsulateCmd from './commands/unencapsulate.js';
 import * as composefsCmd from './commands/composefs.js';
+import * as migrateCmd from './commands/migrate.js';
+import * as cfsCmd from './commands/cfs.js';
+import * as imageCmd from './commands/image.js';
+import * as sealCmd from './commands/seal.js';
 
 interface CommandModule {
   register(program: Command): void;
 }
 
-const COMMANDS: CommandModule[] = [show, fsck, sign, verify, commitComposefs, roundtripCmd, fsverityCmd, encapsulateCmd, unencapsulateCmd, composefsCmd];
+const COMMANDS: CommandModule[] = [show, fsck, sign, verify, commitComposefs, roundtripCmd, fsverityCmd, encapsulateCmd, unencapsulateCmd, composefsCmd, migrateCmd, cfsCmd, imageCmd, sealCmd];
 
 export function buildProgram(): Command {
   const program = new Command();

@@ -24,7 +24,7 @@ export function register(program: Command): void {
   program
     .command('verify')
     .description('verify a commit (--repo R REV): its ostree.composefs.digest.v0 against the recomputed digest, ed25519/GPG signatures, and with --composefs the signed-composefs check ostree-prepare-root does at boot')
-    .argument('<target>', 'commit (with --repo)')
+    .argument('<target>', 'commit (with --repo), else an image reference (IMGREF): its composefs digest annotations are recomputed')
     .option('--repo <path>', 'ostree repository holding the commit')
     .option('--pubkeys <file>', 'trusted ed25519 public keys, one base64 key per line')
     .option('--gpg-homedir <dir>', 'verify GPG signatures with the keys of this GnuPG home (or directory of *.gpg keyrings)')
@@ -32,7 +32,16 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (target: string, opts: VerifyOpts) => {
       if (opts.composefs && !opts.pubkeys) throw new UsageError('--composefs needs --pubkeys (the keys prepare-root would trust)');
-      if (!opts.repo) throw new UsageError('verify needs --repo R for a commit');
+      if (!opts.repo) {
+        // No --repo: the target is an image reference; check its composefs digest annotations.
+        if (opts.composefs || opts.pubkeys || opts.gpgHomedir) throw new UsageError('--composefs, --pubkeys and --gpg-homedir need --repo R (a commit)');
+        const { verifyImageComposefs } = await import('../../composefs/image-digests.js');
+        const r = await verifyImageComposefs(target);
+        if (opts.json) printJson(r);
+        else process.stdout.write(formatReport(r));
+        process.exitCode = VERIFY_EXIT[r.outcome];
+        return;
+      }
       const pubkeys = opts.pubkeys ? readPublicKeysFile(opts.pubkeys) : undefined;
       const repo = Repo.open(opts.repo);
       let report: VerifyReport;

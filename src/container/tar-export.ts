@@ -1,0 +1,359 @@
+/**
+ * ostree-ext tar format v1 writer (shared/specs/ostree-container-format.md §1.2–§1.5).
+ *
+ * `OstreeTarWriter` follows ostree-ext's writer operation by operation (same entries, same order,
+ * same tar-rs header mutations), so a layer is a pure function of the repository content:
+ *
+ *  - full export (`exportCommitTar`, like `ostree-ext-cli tar export`): `./`, the repository
+ *    skeleton and `config`, `.commit` then `.commitmeta`, the root `.dirmeta`, then a pre-order
+ *    walk writing `.dirtree`/`.dirmeta` objects, each content object once (`.file-xattrs-link`
+ *    regular file, PAX `SCHILY.xattr.*` records except `security.selinux`, `.file`) followed by
+ *    its checkout path as a hardlink (zero-length regular files as plain files), directories from
+ *    their dirmeta, `/usr/etc` written as `etc`, and `var/tmp` (01777) when the commit has none;
+ *  - commit layer (`exportFinalChunk`): the same walk without file entries, then `var/tmp`,
+ *    then the remainder objects in checksum order with their checkout paths;
+ *  - content chunk layers (`exportChunk`): the skeleton, then the chunk's objects in checksum
+ *    order with their checkout paths.
+ *
+ * One deliberate difference: ostree-ext skips the commit's `/sysroot` subtree entirely, which
+ * loses its dirtree objects when no other directory shares them (§1.4, "edge-case bug"). Here
+ * the subtree's metadata objects are still written (no directory entries), so the import is
+ * always complete. For ordinary commits (empty `/sysroot`) the bytes are the same.
+ */
+import type { Readable } from 'node:stream';
+import { ObjectType } from '../../ostree-bindings/index.js';
+import { OstreeOciError } from '../errors.js';
+import {
+  parseDirMeta,
+  parseDirTree,
+  parseXattrsVariant,
+  type DirMeta,
+  type FileHeader,
+} from '../gvariant/ostree-types.js';
+import type { LoadedCommit, Repo } from '../ostree/repo.js';
+import { mapPathV0, objectPath, OSTREEDIR, pathEquivalentForTar, pathForTarV1, REPO_CONFIG, xattrsLinkPath } from './paths.js';
+import { EntryType, Header, rustComponents } from './tar-header.js';
+import { TarBuilder, TarOutput } from './tar-writer.js';
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const SELINUX_XATTR = 'security.selinux';
+
+/** Objects of one layer: checksum → size and checkout paths (absolute, `/usr/bin/bash`). */
+export type ChunkMapping = Map<string, { size: number; paths: string[] }>;
+
+/** A loaded content object, ready to be written. */
+interface ContentObject {
+  header: FileHeader;
+  /** Serialized `a(ayay)` xattrs as stored (empty buffer when none). */
+  xattrsBytes: Buffer;
+  size: number;
+  /** Payload: in memory (small files), a stream (large files), or null (symlinks). */
+  data: Buffer | Readable | null;
+}
+
+/** Files up to this size are read synchronously into memory; bigger ones are streamed. */
+const SMALL_FILE = 1 << 20;
+
+/** Open a content object through libostree (header, xattrs bytes, payload). */
+export function loadContentObject(repo: Repo, checksum: string): ContentObject {
+  const { info, xattrs, stream } = repo.native.loadFile(checksum);
+  const header: FileHeader = {
+    uid: info.uid,
+    gid: info.gid,
+    mode: info.mode,
+    rdev: 0,
+    symlinkTarget: info.type === 'symlink' ? (info.symlinkTarget ?? '') : '',
+    xattrs: xattrs.length ? parseXattrsVariant(xattrs, `xattrs of file ${checksum}`) : [],
+  };
+  if (info.type === 'symlink') {
+    stream?.close();
+    return { header, xattrsBytes: xattrs, size: 0, data: null };
+  }
+  if (!stream) throw new OstreeOciError(`file object ${checksum}: regular file without content stream`);
+  if (info.size > SMALL_FILE) return { header, xattrsBytes: xattrs, size: info.size, data: stream.toReadable() };
+  try {
+    const buf = Buffer.allocUnsafe(info.size);
+    const n = info.size ? stream.read(buf) : 0;
+    if (n !== info.size) throw new OstreeOciError(`file object ${checksum}: read ${n} bytes, expected ${info.size}`);
+    if (stream.read(Buffer.allocUnsafe(1)) !== 0) throw new OstreeOciError(`file object ${checksum}: longer than ${info.size} bytes`);
+    return { header, xattrsBytes: xattrs, size: info.size, data: buf };
+  } finally {
+    stream.close();
+  }
+}
+
+/** What tar-rs `set_link_name` would store for a symlink target. */
+function normalizedLinkName(target: string): string {
+  let s = '';
+  let needsSlash = false;
+  for (const c of rustComponents(target)) {
+    if (needsSlash) s += '/';
+    s += c.text;
+    if (c.text !== '/') needsSlash = true;
+  }
+  if (target.endsWith('/')) s += '/';
+  return s;
+}
+
+export class OstreeTarWriter {
+  private wroteInitDirs = false;
+  private wroteVarTmp = false;
+  private readonly wroteDirtree = new Set<string>();
+  private readonly wroteDirmeta = new Set<string>();
+  private readonly wroteContent = new Set<string>();
+  /** True while writing the commit layer's structure (directories and metadata only). */
+  structureOnly = false;
+  /** Objects written so far, for callers that report counts. */
+  readonly counts = { dirtree: 0, dirmeta: 0, file: 0, bytes: 0 };
+  /** dirmeta bytes by checksum (a commit has few distinct ones, referenced by every directory). */
+  private readonly dirmetaCache = new Map<string, Buffer>();
+
+  constructor(
+    private readonly repo: Repo,
+    private readonly commit: LoadedCommit,
+    private readonly b: TarBuilder,
+  ) {}
+
+  private loadDirMetaBytes(checksum: string): Buffer {
+    let b = this.dirmetaCache.get(checksum);
+    if (!b) {
+      b = this.repo.loadMetadataBytes(ObjectType.DIR_META, checksum);
+      this.dirmetaCache.set(checksum, b);
+    }
+    return b;
+  }
+
+  private async appendDefaultDir(path: string): Promise<void> {
+    const h = Header.gnu();
+    h.setEntryType(EntryType.Directory);
+    h.setUid(0);
+    h.setGid(0);
+    h.setMode(0o755);
+    h.setSize(0);
+    await this.b.appendData(h, path);
+  }
+
+  private async appendDefaultData(path: string, buf: Buffer): Promise<void> {
+    const h = Header.gnu();
+    h.setEntryType(EntryType.Regular);
+    h.setUid(0);
+    h.setGid(0);
+    h.setMode(0o644);
+    h.setSize(buf.length);
+    await this.b.appendData(h, path, buf);
+  }
+
+  /** `sysroot`, `sysroot/ostree`, `…/repo`, `…/objects`, `objects/00..ff`, the repo dirs, `config`. */
+  async writeRepoStructure(): Promise<void> {
+    if (this.wroteInitDirs) return;
+    const objdir = `${OSTREEDIR}/repo/objects`;
+    for (const p of ['sysroot', OSTREEDIR, `${OSTREEDIR}/repo`, objdir]) await this.appendDefaultDir(p);
+    for (let d = 0; d <= 0xff; d++) await this.appendDefaultDir(`${objdir}/${d.toString(16).padStart(2, '0')}`);
+    for (const d of ['extensions', 'refs', 'refs/heads', 'refs/mirrors', 'refs/remotes', 'state', 'tmp', 'tmp/cache']) {
+      await this.appendDefaultDir(`${OSTREEDIR}/repo/${d}`);
+    }
+    await this.appendDefaultData(`${OSTREEDIR}/repo/config`, Buffer.from(REPO_CONFIG));
+    this.wroteInitDirs = true;
+  }
+
+  /** `./`, skeleton, commit (+ commitmeta), root dirmeta, the tree, `var/tmp`. */
+  async writeCommit(): Promise<void> {
+    const c = this.commit.commit;
+    const rootMetaBytes = this.loadDirMetaBytes(c.rootMeta);
+    await this.appendDir('./', parseDirMeta(rootMetaBytes, `dirmeta ${c.rootMeta}`));
+    await this.writeRepoStructure();
+    await this.appendCommitObject();
+    await this.appendMeta(ObjectType.DIR_META, c.rootMeta, rootMetaBytes);
+    await this.appendDirtree('./', c.rootTree, true);
+    await this.appendStandardVar();
+  }
+
+  private async appendCommitObject(): Promise<void> {
+    const csum = this.commit.checksum;
+    await this.appendDefaultData(objectPath('commit', csum), this.commit.bytes);
+    const meta = this.repo.readCommitMetaBytes(csum);
+    if (meta) await this.appendDefaultData(objectPath('commitmeta', csum), meta);
+  }
+
+  private async appendMeta(type: ObjectType.DIR_TREE | ObjectType.DIR_META, checksum: string, bytes: Buffer): Promise<void> {
+    const set = type === ObjectType.DIR_TREE ? this.wroteDirtree : this.wroteDirmeta;
+    if (set.has(checksum)) return;
+    set.add(checksum);
+    if (type === ObjectType.DIR_TREE) this.counts.dirtree++;
+    else this.counts.dirmeta++;
+    await this.appendDefaultData(objectPath(type === ObjectType.DIR_TREE ? 'dirtree' : 'dirmeta', checksum), bytes);
+  }
+
+  /**
+   * Write a content object (first time only): `.file-xattrs-link`, PAX xattrs, `.file`. Returns
+   * the object path and the header to clone for its checkout hardlinks.
+   */
+  async appendContent(checksum: string): Promise<{ objPath: string; h: Header }> {
+    const objPath = objectPath('file', checksum);
+    const obj = loadContentObject(this.repo, checksum);
+    const h = Header.gnu();
+    h.setUid(obj.header.uid);
+    h.setGid(obj.header.gid);
+    h.setMode(obj.header.mode & ~S_IFMT);
+    const isReg = (obj.header.mode & S_IFMT) === S_IFREG;
+    if (isReg) {
+      h.setEntryType(EntryType.Regular);
+      h.setSize(obj.size);
+    } else {
+      h.setEntryType(EntryType.Symlink);
+      h.setSize(0);
+    }
+    if (this.wroteContent.has(checksum)) {
+      if (obj.data && !Buffer.isBuffer(obj.data)) obj.data.destroy();
+      return { objPath, h };
+    }
+    this.wroteContent.add(checksum);
+    this.counts.file++;
+    this.counts.bytes += obj.size;
+    await this.appendDefaultData(xattrsLinkPath(checksum), obj.xattrsBytes);
+    const pax: Array<[string, Buffer]> = [];
+    for (const x of obj.header.xattrs) {
+      const name = x.name.toString('utf8');
+      if (!Buffer.from(name, 'utf8').equals(x.name)) {
+        throw new OstreeOciError(`file object ${checksum}: xattr name ${JSON.stringify(name)} is not valid UTF-8`);
+      }
+      if (name === SELINUX_XATTR) continue;
+      pax.push([`SCHILY.xattr.${name}`, x.value]);
+    }
+    await this.b.appendPax(pax);
+    if (isReg) {
+      const data = obj.data!;
+      await this.b.appendData(
+        h,
+        objPath,
+        Buffer.isBuffer(data) ? data : { stream: data, length: obj.size, what: `file object ${checksum}` },
+      );
+    } else {
+      const target = obj.header.symlinkTarget;
+      if (normalizedLinkName(target) !== target) {
+        // Targets tar-rs would rewrite ("denormal" `//`, interior `.`) are stored literally, so
+        // the object keeps its checksum.
+        h.setLinkNameLiteral(target);
+        await this.b.appendData(h, objPath);
+      } else {
+        await this.b.appendLink(h, objPath, target);
+      }
+    }
+    return { objPath, h };
+  }
+
+  private async appendDir(path: string, meta: DirMeta): Promise<void> {
+    const h = Header.gnu();
+    h.setEntryType(EntryType.Directory);
+    h.setSize(0);
+    h.setUid(meta.uid);
+    h.setGid(meta.gid);
+    h.setMode(meta.mode & ~S_IFMT);
+    await this.b.appendData(h, path);
+  }
+
+  /** The checkout entry of an object: a hardlink, or an empty regular file for empty files. */
+  private async appendContentHardlink(srcPath: string, h: Header, dest: string): Promise<void> {
+    const isRegularZeroSized = h.entryType() === EntryType.Regular && h.size() === 0;
+    h.setSize(0);
+    if (!isRegularZeroSized) {
+      h.setEntryType(EntryType.Link);
+      h.setLinkName(srcPath);
+    }
+    await this.b.appendData(h, dest);
+  }
+
+  private async appendDirtree(dirpath: string, checksum: string, isRoot: boolean): Promise<void> {
+    const bytes = this.repo.loadMetadataBytes(ObjectType.DIR_TREE, checksum);
+    await this.appendMeta(ObjectType.DIR_TREE, checksum, bytes);
+    const tree = parseDirTree(bytes, `dirtree ${checksum}`);
+    const join = (name: string): string => (dirpath.endsWith('/') ? `${dirpath}${name}` : `${dirpath}/${name}`);
+    if (!this.structureOnly) {
+      for (const f of tree.files) {
+        const { objPath, h } = await this.appendContent(f.checksum);
+        await this.appendContentHardlink(objPath, h, mapPathV0(join(f.name)));
+      }
+    }
+    if (pathEquivalentForTar(dirpath, 'var/tmp')) this.wroteVarTmp = true;
+    for (const d of tree.dirs) {
+      const metaBytes = this.loadDirMetaBytes(d.meta);
+      await this.appendMeta(ObjectType.DIR_META, d.meta, metaBytes);
+      const meta = parseDirMeta(metaBytes, `dirmeta ${d.meta}`);
+      if (isRoot && d.name === 'sysroot') {
+        // The skeleton already wrote `sysroot`; keep its objects but no entries (see module doc).
+        await this.appendObjectsOnly(d.tree);
+        continue;
+      }
+      const sub = mapPathV0(join(d.name));
+      await this.appendDir(sub, meta);
+      await this.appendDirtree(sub, d.tree, false);
+    }
+  }
+
+  /** Metadata (and, outside structure-only mode, content) objects of a subtree, no entries. */
+  private async appendObjectsOnly(checksum: string): Promise<void> {
+    const bytes = this.repo.loadMetadataBytes(ObjectType.DIR_TREE, checksum);
+    await this.appendMeta(ObjectType.DIR_TREE, checksum, bytes);
+    const tree = parseDirTree(bytes, `dirtree ${checksum}`);
+    if (!this.structureOnly) for (const f of tree.files) await this.appendContent(f.checksum);
+    for (const d of tree.dirs) {
+      await this.appendMeta(ObjectType.DIR_META, d.meta, this.loadDirMetaBytes(d.meta));
+      await this.appendObjectsOnly(d.tree);
+    }
+  }
+
+  /** `var/tmp` (01777 root) unless the commit has it. */
+  private async appendStandardVar(): Promise<void> {
+    if (this.wroteVarTmp) return;
+    const h = Header.gnu();
+    h.setEntryType(EntryType.Directory);
+    h.setSize(0);
+    h.setUid(0);
+    h.setGid(0);
+    h.setMode(0o1777);
+    await this.b.appendData(h, 'var/tmp');
+  }
+
+  /** Objects in checksum order, each followed by its checkout paths. */
+  async writeChunk(mapping: ChunkMapping): Promise<void> {
+    const sorted = [...mapping.keys()].sort();
+    for (const checksum of sorted) {
+      const { objPath, h } = await this.appendContent(checksum);
+      for (const p of mapping.get(checksum)!.paths) {
+        await this.appendContentHardlink(objPath, h.clone(), pathForTarV1(p));
+      }
+    }
+  }
+}
+
+function run(repo: Repo, commit: LoadedCommit, fn: (w: OstreeTarWriter, b: TarBuilder) => Promise<void>): TarOutput {
+  return TarOutput.run(async (out) => {
+    const b = new TarBuilder(out);
+    await fn(new OstreeTarWriter(repo, commit, b), b);
+    await b.finish();
+  });
+}
+
+/** The whole commit as one tar stream (`ostree-ext-cli tar export`). */
+export function exportCommitTar(repo: Repo, commit: LoadedCommit): TarOutput {
+  return run(repo, commit, (w) => w.writeCommit());
+}
+
+/** The ostree commit layer of an image: structure, commit, metadata, then `remainder`. */
+export function exportFinalChunk(repo: Repo, commit: LoadedCommit, remainder: ChunkMapping): TarOutput {
+  return run(repo, commit, async (w) => {
+    w.structureOnly = true;
+    await w.writeCommit();
+    w.structureOnly = false;
+    await w.writeChunk(remainder);
+  });
+}
+
+/** A content chunk layer: the repository skeleton, then the chunk's objects. */
+export function exportChunk(repo: Repo, commit: LoadedCommit, chunk: ChunkMapping): TarOutput {
+  return run(repo, commit, async (w) => {
+    await w.writeRepoStructure();
+    await w.writeChunk(chunk);
+  });
+}

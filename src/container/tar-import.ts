@@ -1,0 +1,565 @@
+/**
+ * ostree-ext tar format reader (shared/specs/ostree-container-format.md §2), stricter than
+ * upstream's importer:
+ *
+ *  - every object is re-hashed in TypeScript as it streams and written through libostree's
+ *    verifying writes (`Repo.writeMetadata` / `Repo.writeContent`); an object that is already in
+ *    the repository is hashed from the stream anyway *and* its stored copy is re-verified;
+ *  - commit layer: the first object must be the `.commit`; a `.commitmeta` may only come right
+ *    after it and must carry the commit's checksum; a second commit is an error;
+ *  - object-set (chunk) layers: content and xattrs only;
+ *  - xattrs: `.file-xattrs-link` as a regular file (current) or a hardlink to a `.file-xattrs`
+ *    object (v1), v0 `xattrs/<sha256>` + `.file.xattrs` hardlinks, or PAX `SCHILY.xattr.*` records
+ *    alone; when both a link and PAX records are present they must agree (except
+ *    `security.selinux`, which ostree-ext leaves out of PAX);
+ *  - every entry name and hardlink target is validated (no absolute paths, no `..`); a checkout
+ *    hardlink must point at an object (or file) that came earlier in the same layer;
+ *  - `finish()` walks the commit and requires every dirtree, dirmeta and content object to have
+ *    been in the stream or to be in the repository (re-verified), and every object in the stream to
+ *    be referenced by the commit; only then are the commit and its commitmeta written.
+ *
+ * The caller runs all of this inside one `repo.transaction`, so any error leaves nothing behind.
+ */
+import { ObjectType } from '../../ostree-bindings/index.js';
+import { ObjectChecksumError, OstreeOciError } from '../errors.js';
+import {
+  parseCommit,
+  parseDirMeta,
+  parseDirTree,
+  parseMetadata,
+  parseXattrsVariant,
+  sortXattrs,
+  type Commit,
+  type DirTree,
+  type FileHeader,
+  type OstreeXattr,
+} from '../gvariant/ostree-types.js';
+import { Readable } from 'node:stream';
+import { ContentHasher, contentPrefix, sha256Hex } from '../ostree/checksum.js';
+import type { Repo } from '../ostree/repo.js';
+import { CommitVerificationError, ContainerFormatError, MissingObjectError } from './errors.js';
+import { normalizeEntryPath, parseRepoPath, REPO_PREFIX } from './paths.js';
+import { TarReader, type TarEntry } from './tar-reader.js';
+
+/** ostree's OSTREE_MAX_METADATA_SIZE in 2022.7. */
+export const MAX_METADATA_SIZE = 10 * 1024 * 1024;
+const MAX_XATTRS_SIZE = 1024 * 1024;
+/** Content up to this size is read into memory before the write; bigger objects stream. */
+const SMALL_CONTENT = 1 << 20;
+/**
+ * libostree content writes in flight at once. They run on libuv threadpool threads (koffi async)
+ * reading from a pipe that the JS side fills through fs writes, which need a threadpool thread
+ * too, so this must stay below the pool size (4) or the pipes could never be filled.
+ */
+const MAX_INFLIGHT_WRITES = 2;
+const SELINUX = 'security.selinux';
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+
+export type LayerMode = 'commit' | 'object-set';
+
+export interface ImportStats {
+  layers: number;
+  dirtree: number;
+  dirmeta: number;
+  /** Content objects written from the stream. */
+  filesWritten: number;
+  /** Content objects in the stream that were already in the repository (both verified). */
+  filesAlreadyPresent: number;
+  /** Objects referenced by the commit but in no layer, found (and re-verified) in the repository. */
+  objectsFromRepo: number;
+  /** Payload bytes of content objects in the stream. */
+  contentBytes: number;
+}
+
+export interface ImportProgress {
+  layer: number;
+  what: string;
+  objects: number;
+  contentBytes: number;
+}
+
+export interface CommitImporterOptions {
+  /** The commit must have this checksum (checked as soon as the `.commit` entry is read). */
+  verifyCommit?: string;
+  /** Fail unless the commit layer carries a `.commitmeta`. */
+  requireCommitmeta?: boolean;
+  onProgress?: (p: ImportProgress) => void;
+}
+
+export interface ImportedCommit {
+  checksum: string;
+  commit: Commit;
+  /** Detached metadata bytes from the stream (null when the image had none). */
+  commitmeta: Buffer | null;
+  stats: ImportStats;
+}
+
+interface PendingXattrs {
+  file: string;
+  xattrs: OstreeXattr[];
+  where: string;
+}
+
+function xattrsKey(xs: OstreeXattr[]): string {
+  return xs.map((x) => `${x.name.toString('hex')}=${x.value.toString('hex')}`).join(',');
+}
+
+/** Wrap a non-typed failure (libostree, GVariant) with the layer and path it happened at. */
+function withContext(e: unknown, where: string, type?: string, checksum?: string): Error {
+  if (e instanceof ObjectChecksumError) return new ObjectChecksumError(type ?? e.objectType, e.expected, e.actual, where);
+  if (e instanceof ContainerFormatError || e instanceof MissingObjectError) return e;
+  const msg = (e as Error)?.message ?? String(e);
+  return new ContainerFormatError(`${where}: ${msg}`, { path: where, ...(checksum ? { checksum } : {}), cause: msg });
+}
+
+export class CommitImporter {
+  private commitChecksum: string | null = null;
+  private commitBytes: Buffer | null = null;
+  private commit: Commit | null = null;
+  private commitmetaBytes: Buffer | null = null;
+  /** Metadata objects from the stream (verified), by checksum. */
+  private readonly dirtrees = new Map<string, DirTree>();
+  private readonly dirmetas = new Set<string>();
+  /** Content objects from the stream (verified), by checksum. */
+  private readonly content = new Set<string>();
+  /** xattrs objects (`.file-xattrs`, v0 `xattrs/…`), by checksum of their bytes. */
+  private readonly xattrsObjects = new Map<string, OstreeXattr[]>();
+  /** Stored objects already re-verified in this import. */
+  private readonly verifiedStored = new Set<string>();
+  /** Content writes running on worker threads, and the first one that failed. */
+  private readonly inflight = new Set<Promise<void>>();
+  private writeError: Error | null = null;
+  readonly stats: ImportStats = {
+    layers: 0,
+    dirtree: 0,
+    dirmeta: 0,
+    filesWritten: 0,
+    filesAlreadyPresent: 0,
+    objectsFromRepo: 0,
+    contentBytes: 0,
+  };
+
+  constructor(
+    private readonly repo: Repo,
+    private readonly opts: CommitImporterOptions = {},
+  ) {}
+
+  get checksum(): string | null {
+    return this.commitChecksum;
+  }
+
+  /**
+   * Import one layer. `mode` is 'commit' for the ostree commit layer (must come first) and
+   * 'object-set' for content chunks. `what` names the layer in errors.
+   */
+  async importLayer(input: AsyncIterable<Buffer>, mode: LayerMode, what: string): Promise<void> {
+    if (mode === 'object-set' && !this.commitChecksum) {
+      throw new ContainerFormatError(`${what}: content layer imported before the ostree commit layer`);
+    }
+    const r = new TarReader(input, what);
+    const layerIndex = this.stats.layers++;
+    let expectCommit = mode === 'commit';
+    let afterCommit = false;
+    let pending: PendingXattrs | null = null;
+    const layerObjects = new Set<string>();
+    const layerFiles = new Set<string>();
+    let objects = 0;
+    let lastProgress = 0;
+    const progress = (): void => {
+      const now = Date.now();
+      if (!this.opts.onProgress || now - lastProgress < 100) return;
+      lastProgress = now;
+      this.opts.onProgress({ layer: layerIndex, what, objects, contentBytes: this.stats.contentBytes });
+    };
+    try {
+      for (;;) {
+        if (this.writeError) throw this.writeError;
+        const e = await r.next();
+        if (!e) break;
+        const path = normalizeEntryPath(e.path, what);
+        const at = `${what}: ${path || './'}`;
+        if (e.type === '5') continue;
+        if (!path.startsWith(REPO_PREFIX)) {
+          this.checkCheckoutEntry(e, path, what, layerObjects, layerFiles);
+          continue;
+        }
+        const p = parseRepoPath(path.slice(REPO_PREFIX.length), what);
+        if (p.kind === 'config' || p.kind === 'refs' || p.kind === 'other') continue;
+        if (expectCommit && !(p.kind === 'object' && p.type === 'commit')) {
+          throw new ContainerFormatError(`${what}: commit object not found: the first object is ${path}`, { path });
+        }
+        const isCommitmeta = p.kind === 'object' && p.type === 'commitmeta';
+        if (!isCommitmeta) afterCommit = false;
+        objects++;
+        if (p.kind === 'v0-xattrs') {
+          const bytes = await this.readRegular(r, e, at, MAX_XATTRS_SIZE);
+          const actual = sha256Hex(bytes);
+          if (actual !== p.checksum) throw new ObjectChecksumError('xattrs', p.checksum, actual, at);
+          this.xattrsObjects.set(p.checksum, parseXattrsVariant(bytes, at));
+          continue;
+        }
+        const csum = p.checksum;
+        switch (p.type) {
+          case 'commit': {
+            if (mode === 'object-set') throw new ContainerFormatError(`${at}: commit object in a content (object-set) layer`, { path });
+            if (this.commitChecksum) {
+              throw new ContainerFormatError(`${at}: found multiple commit objects (${this.commitChecksum} and ${csum})`, { path });
+            }
+            const bytes = await this.readRegular(r, e, at, MAX_METADATA_SIZE);
+            const actual = sha256Hex(bytes);
+            if (actual !== csum) throw new ObjectChecksumError('commit', csum, actual, at);
+            const commit = parseCommit(bytes, `commit ${csum}`);
+            if (this.opts.verifyCommit && this.opts.verifyCommit !== csum) {
+              throw new CommitVerificationError(`${what}: image holds commit ${csum}, expected ${this.opts.verifyCommit}`, {
+                expected: this.opts.verifyCommit,
+                actual: csum,
+              });
+            }
+            this.commitChecksum = csum;
+            this.commitBytes = bytes;
+            this.commit = commit;
+            expectCommit = false;
+            afterCommit = true;
+            break;
+          }
+          case 'commitmeta': {
+            if (mode === 'object-set') throw new ContainerFormatError(`${at}: commitmeta object in a content (object-set) layer`, { path });
+            if (!afterCommit) {
+              throw new ContainerFormatError(`${at}: a .commitmeta must directly follow its .commit object`, { path });
+            }
+            afterCommit = false;
+            if (csum !== this.commitChecksum) {
+              throw new CommitVerificationError(
+                `${at}: .commitmeta is for commit ${csum}, but the image's commit is ${this.commitChecksum}`,
+                { path, commitmetaFor: csum, commit: this.commitChecksum },
+              );
+            }
+            const bytes = await this.readRegular(r, e, at, MAX_METADATA_SIZE);
+            parseMetadata(bytes, `commitmeta of ${csum} (${at})`);
+            this.commitmetaBytes = bytes;
+            break;
+          }
+          case 'dirtree':
+          case 'dirmeta': {
+            if (mode === 'object-set') {
+              throw new ContainerFormatError(`${at}: metadata object ${csum}.${p.type} in a content (object-set) layer`, { path });
+            }
+            const bytes = await this.readRegular(r, e, at, MAX_METADATA_SIZE);
+            await this.importMetadata(p.type === 'dirtree' ? ObjectType.DIR_TREE : ObjectType.DIR_META, csum, bytes, at);
+            break;
+          }
+          case 'file-xattrs': {
+            const bytes = await this.readRegular(r, e, at, MAX_XATTRS_SIZE);
+            const actual = sha256Hex(bytes);
+            if (actual !== csum) throw new ObjectChecksumError('file-xattrs', csum, actual, at);
+            this.xattrsObjects.set(csum, parseXattrsVariant(bytes, at));
+            break;
+          }
+          case 'file-xattrs-link':
+          case 'file.xattrs': {
+            if (pending) {
+              throw new ContainerFormatError(`${at}: xattrs for ${csum} while those for ${pending.file} (${pending.where}) were not used`, { path });
+            }
+            let xattrs: OstreeXattr[];
+            if (e.type === '1') {
+              const xcsum = this.xattrsLinkTarget(e.linkname, p.type, at);
+              const found = this.xattrsObjects.get(xcsum);
+              if (!found) throw new ContainerFormatError(`${at}: hardlink to xattrs object ${xcsum}, which is not earlier in the stream`, { path });
+              xattrs = found;
+            } else if (p.type === 'file-xattrs-link' && (e.type === '0' || e.type === '7')) {
+              xattrs = parseXattrsVariant(await this.readRegular(r, e, at, MAX_XATTRS_SIZE), at);
+            } else {
+              throw new ContainerFormatError(`${at}: unexpected entry type '${e.type}' for an xattrs reference`, { path });
+            }
+            pending = { file: csum, xattrs, where: path };
+            break;
+          }
+          case 'file': {
+            let xattrs: OstreeXattr[];
+            const paxXattrs = this.paxXattrs(e, at);
+            if (pending) {
+              if (pending.file !== csum) {
+                throw new ContainerFormatError(`${at}: object mismatch: the preceding xattrs (${pending.where}) are for ${pending.file}`, { path });
+              }
+              xattrs = pending.xattrs;
+              pending = null;
+              if (paxXattrs) {
+                const fromLink = xattrs.filter((x) => x.name.toString() !== SELINUX);
+                if (xattrsKey(sortXattrs(fromLink, at)) !== xattrsKey(paxXattrs)) {
+                  throw new ContainerFormatError(`${at}: PAX SCHILY.xattr records disagree with the object's .file-xattrs-link`, { path });
+                }
+              }
+            } else {
+              xattrs = paxXattrs ?? [];
+            }
+            await this.importContent(r, e, csum, xattrs, at);
+            layerObjects.add(csum);
+            break;
+          }
+          default:
+            throw new ContainerFormatError(`${at}: unexpected object type`, { path });
+        }
+        progress();
+      }
+      if (pending) throw new ContainerFormatError(`${what}: dangling xattrs reference ${pending.where} (no object follows)`);
+      if (expectCommit) throw new ContainerFormatError(`${what}: commit object not found in the ostree commit layer`);
+      await this.drainWrites();
+    } catch (e) {
+      // Never leave a libostree write running: the caller aborts the transaction next.
+      await this.drainWrites().catch(() => {});
+      await r.close().catch(() => {});
+      throw this.writeError ?? e;
+    }
+    this.opts.onProgress?.({ layer: layerIndex, what, objects, contentBytes: this.stats.contentBytes });
+  }
+
+  /** Validate a checkout entry (outside `sysroot/ostree/repo/`). */
+  private checkCheckoutEntry(e: TarEntry, path: string, what: string, layerObjects: Set<string>, layerFiles: Set<string>): void {
+    if (e.type === '1') {
+      const target = normalizeEntryPath(e.linkname, what, `hardlink target of ${path}`);
+      if (target.startsWith(REPO_PREFIX)) {
+        const t = parseRepoPath(target.slice(REPO_PREFIX.length), what);
+        if (t.kind === 'object' && t.type === 'file' && layerObjects.has(t.checksum)) return;
+      } else if (layerFiles.has(target)) {
+        return;
+      }
+      throw new ContainerFormatError(`${what}: hardlink ${path} → ${target}: the target is not in this layer's stream`, {
+        path,
+        target,
+      });
+    }
+    if (e.type === '0' || e.type === '7' || e.type === '2') layerFiles.add(path);
+  }
+
+  /** The xattrs checksum named by a `.file-xattrs-link` / `.file.xattrs` hardlink target. */
+  private xattrsLinkTarget(linkname: string, type: string, at: string): string {
+    const parts = linkname.split('/').filter((s) => s !== '' && s !== '.');
+    if (type === 'file.xattrs') {
+      const name = parts[parts.length - 1] ?? '';
+      if (parts[parts.length - 2] !== 'xattrs' || !/^[0-9a-f]{64}$/.test(name)) {
+        throw new ContainerFormatError(`${at}: invalid v0 xattrs link target ${JSON.stringify(linkname)}`);
+      }
+      return name;
+    }
+    const dir = parts[parts.length - 2] ?? '';
+    const name = parts[parts.length - 1] ?? '';
+    const m = /^([0-9a-f]{62})\.file-xattrs$/.exec(name);
+    if (!m || !/^[0-9a-f]{2}$/.test(dir)) throw new ContainerFormatError(`${at}: invalid xattrs link target ${JSON.stringify(linkname)}`);
+    return dir + m[1];
+  }
+
+  /** `SCHILY.xattr.*` PAX records of an entry, sorted; null when there are none. */
+  private paxXattrs(e: TarEntry, at: string): OstreeXattr[] | null {
+    const xs: OstreeXattr[] = [];
+    for (const [k, v] of e.pax) {
+      if (k.startsWith('SCHILY.xattr.')) xs.push({ name: Buffer.from(k.slice('SCHILY.xattr.'.length), 'utf8'), value: v });
+    }
+    return xs.length ? sortXattrs(xs, at) : null;
+  }
+
+  private async readRegular(r: TarReader, e: TarEntry, at: string, limit: number): Promise<Buffer> {
+    if (e.type !== '0' && e.type !== '7') {
+      throw new ContainerFormatError(`${at}: expected a regular file entry, found type '${e.type}'`, { path: e.path });
+    }
+    if (e.size > limit) throw new ContainerFormatError(`${at}: object of ${e.size} bytes exceeds the limit of ${limit} bytes`, { path: e.path });
+    return r.readBody(limit);
+  }
+
+  private async importMetadata(type: ObjectType.DIR_TREE | ObjectType.DIR_META, csum: string, bytes: Buffer, at: string): Promise<void> {
+    const name = type === ObjectType.DIR_TREE ? 'dirtree' : 'dirmeta';
+    const actual = sha256Hex(bytes);
+    if (actual !== csum) throw new ObjectChecksumError(name, csum, actual, at);
+    if (type === ObjectType.DIR_TREE) {
+      if (this.dirtrees.has(csum)) return;
+      this.dirtrees.set(csum, parseDirTree(bytes, `dirtree ${csum} (${at})`));
+      this.stats.dirtree++;
+    } else {
+      if (this.dirmetas.has(csum)) return;
+      parseDirMeta(bytes, `dirmeta ${csum} (${at})`);
+      this.dirmetas.add(csum);
+      this.stats.dirmeta++;
+    }
+    try {
+      if (this.repo.hasObject(type, csum)) this.verifyStoredMetadata(type, csum, at);
+      else this.repo.writeMetadata(type, csum, bytes);
+    } catch (e) {
+      throw withContext(e, at, name, csum);
+    }
+  }
+
+  /** Re-hash a metadata object already in the repository. */
+  private verifyStoredMetadata(type: ObjectType, csum: string, where: string): Buffer {
+    const name = ObjectType[type]!.toLowerCase().replace('_', '');
+    const stored = this.repo.loadMetadataBytes(type, csum);
+    const actual = sha256Hex(stored);
+    if (actual !== csum) throw new ObjectChecksumError(name, csum, actual, `${where} (copy already in ${this.repo.path})`);
+    this.verifiedStored.add(`${type}:${csum}`);
+    return stored;
+  }
+
+  private async verifyStoredFile(csum: string, where: string): Promise<void> {
+    const key = `${ObjectType.FILE}:${csum}`;
+    if (this.verifiedStored.has(key)) return;
+    const actual = await this.repo.checksumStoredFile(csum);
+    if (actual !== csum) throw new ObjectChecksumError('file', csum, actual, `${where} (copy already in ${this.repo.path})`);
+    this.verifiedStored.add(key);
+  }
+
+  private async importContent(r: TarReader, e: TarEntry, csum: string, xattrs: OstreeXattr[], at: string): Promise<void> {
+    let header: FileHeader;
+    if (e.type === '0' || e.type === '7') {
+      header = { uid: e.uid, gid: e.gid, mode: S_IFREG | (e.mode & 0o7777), rdev: 0, symlinkTarget: '', xattrs };
+    } else if (e.type === '2') {
+      if (e.linkname === '') throw new ContainerFormatError(`${at}: symlink object with an empty target`, { path: e.path });
+      header = { uid: e.uid, gid: e.gid, mode: S_IFLNK | (e.mode & 0o7777), rdev: 0, symlinkTarget: e.linkname, xattrs };
+    } else {
+      throw new ContainerFormatError(`${at}: invalid tar entry type '${e.type}' for a content object`, { path: e.path });
+    }
+    const size = e.type === '2' ? 0 : e.size;
+    this.stats.contentBytes += size;
+    const known = this.content.has(csum);
+    if (known || this.repo.hasObject(ObjectType.FILE, csum)) {
+      // Already have it: the stream's copy must still hash to its name, and a stored copy is re-verified.
+      const h = new ContentHasher(header);
+      if (size) for await (const chunk of r.body()) h.update(chunk);
+      const actual = h.digest();
+      if (actual !== csum) throw new ObjectChecksumError('file', csum, actual, at);
+      if (!known) {
+        await this.verifyStoredFile(csum, at);
+        this.stats.filesAlreadyPresent++;
+        this.content.add(csum);
+      }
+      return;
+    }
+    if (size <= SMALL_CONTENT) {
+      // Verify in TypeScript first (nothing is written for a bad object), then let libostree
+      // write (and verify again) on a worker thread while the next entries are parsed.
+      const payload = size ? await r.readBody(SMALL_CONTENT) : Buffer.alloc(0);
+      const h = new ContentHasher(header);
+      h.update(payload);
+      const actual = h.digest();
+      if (actual !== csum) throw new ObjectChecksumError('file', csum, actual, at);
+      await this.queueWrite(csum, Buffer.concat([contentPrefix(header), payload]), at);
+    } else {
+      while (this.inflight.size > 1) await Promise.race(this.inflight);
+      try {
+        await this.repo.writeContent(csum, { header, payload: { stream: r.bodyStream(), length: size } });
+      } catch (err) {
+        throw withContext(err, at, 'file', csum);
+      }
+    }
+    this.content.add(csum);
+    this.stats.filesWritten++;
+  }
+
+  /** Start a verifying libostree write of a content object stream; at most a few run at once. */
+  private async queueWrite(csum: string, objectStream: Buffer, at: string): Promise<void> {
+    while (this.inflight.size >= MAX_INFLIGHT_WRITES) await Promise.race(this.inflight);
+    if (this.writeError) throw this.writeError;
+    const p: Promise<void> = this.repo.native
+      .writeContent(csum, { stream: Readable.from([objectStream]), length: objectStream.length })
+      .then((stored) => {
+        if (stored !== csum) throw new ObjectChecksumError('file', csum, stored, at);
+      })
+      .catch((e: unknown) => {
+        this.writeError ??= withContext(e, at, 'file', csum);
+      })
+      .finally(() => this.inflight.delete(p));
+    this.inflight.add(p);
+  }
+
+  /** Wait for every running write; throw the first write error. */
+  private async drainWrites(): Promise<void> {
+    while (this.inflight.size) await Promise.race(this.inflight);
+    if (this.writeError) throw this.writeError;
+  }
+
+  /**
+   * Check completeness and consistency, then write the commit and its detached metadata. Must run
+   * inside the same transaction as the layer imports.
+   */
+  async finish(): Promise<ImportedCommit> {
+    if (!this.commitChecksum || !this.commit || !this.commitBytes) {
+      throw new ContainerFormatError('commit object not found: no ostree commit layer was imported');
+    }
+    const csum = this.commitChecksum;
+    await this.drainWrites();
+    if (this.opts.requireCommitmeta && !this.commitmetaBytes) {
+      throw new CommitVerificationError(`commit ${csum} has no .commitmeta in the image (detached metadata required)`, { commit: csum });
+    }
+    const reachTrees = new Set<string>();
+    const reachMetas = new Set<string>();
+    const reachContent = new Set<string>();
+    const missing = (kind: string, c: string, where: string): never => {
+      throw new MissingObjectError(`${kind} object ${c} (${where}) of commit ${csum} is missing: it is in no layer of the image and not in ${this.repo.path}`, {
+        objectType: kind,
+        checksum: c,
+        path: where,
+        commit: csum,
+      });
+    };
+    const loadTree = (c: string, where: string): DirTree => {
+      const t = this.dirtrees.get(c);
+      if (t) return t;
+      if (!this.repo.hasObject(ObjectType.DIR_TREE, c)) return missing('dirtree', c, where);
+      const bytes = this.verifyStoredMetadata(ObjectType.DIR_TREE, c, `dirtree of ${where}`);
+      const parsed = parseDirTree(bytes, `dirtree ${c}`);
+      this.dirtrees.set(c, parsed);
+      this.stats.objectsFromRepo++;
+      return parsed;
+    };
+    const checkMeta = (c: string, where: string): void => {
+      if (reachMetas.has(c)) return;
+      reachMetas.add(c);
+      if (this.dirmetas.has(c)) return;
+      if (!this.repo.hasObject(ObjectType.DIR_META, c)) missing('dirmeta', c, where);
+      parseDirMeta(this.verifyStoredMetadata(ObjectType.DIR_META, c, `dirmeta of ${where}`), `dirmeta ${c}`);
+      this.stats.objectsFromRepo++;
+    };
+    checkMeta(this.commit.rootMeta, '/');
+    const stack: Array<{ tree: string; path: string }> = [{ tree: this.commit.rootTree, path: '/' }];
+    while (stack.length) {
+      const d = stack.pop()!;
+      if (reachTrees.has(d.tree)) continue;
+      reachTrees.add(d.tree);
+      const t = loadTree(d.tree, d.path);
+      const base = d.path === '/' ? '' : d.path;
+      for (const f of t.files) {
+        if (reachContent.has(f.checksum)) continue;
+        reachContent.add(f.checksum);
+        if (this.content.has(f.checksum)) continue;
+        const where = `${base}/${f.name}`;
+        if (!this.repo.hasObject(ObjectType.FILE, f.checksum)) missing('file', f.checksum, where);
+        await this.verifyStoredFile(f.checksum, where);
+        this.stats.objectsFromRepo++;
+      }
+      for (const sub of t.dirs) {
+        checkMeta(sub.meta, `${base}/${sub.name}`);
+        stack.push({ tree: sub.tree, path: `${base}/${sub.name}` });
+      }
+    }
+    const extra = (kind: string, set: Iterable<string>, reach: Set<string>): void => {
+      for (const c of set) {
+        if (!reach.has(c)) {
+          throw new ContainerFormatError(`${kind} object ${c} in the image is not referenced by commit ${csum}`, { objectType: kind, checksum: c });
+        }
+      }
+    };
+    extra('file', this.content, reachContent);
+    extra('dirtree', [...this.dirtrees.keys()], reachTrees);
+    extra('dirmeta', this.dirmetas, reachMetas);
+    try {
+      if (this.repo.hasObject(ObjectType.COMMIT, csum)) {
+        const stored = this.verifyStoredMetadata(ObjectType.COMMIT, csum, `commit ${csum}`);
+        if (!stored.equals(this.commitBytes)) throw new OstreeOciError(`stored commit ${csum} differs from the image's`);
+      } else {
+        this.repo.writeMetadata(ObjectType.COMMIT, csum, this.commitBytes);
+      }
+      if (this.commitmetaBytes) this.repo.writeCommitMeta(csum, this.commitmetaBytes);
+    } catch (e) {
+      throw withContext(e, `commit ${csum}`, 'commit', csum);
+    }
+    return { checksum: csum, commit: this.commit, commitmeta: this.commitmetaBytes, stats: this.stats };
+  }
+}

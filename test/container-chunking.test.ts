@@ -1,0 +1,145 @@
+/**
+ * Chunked images: the directory-subtree split (every object in exactly one chunk, at most N
+ * chunks, a local change touches few layers), the jump hash it relies on, and `--contentmeta`
+ * layouts as ostree-ext writes them.
+ */
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Repo } from '../src/ostree/repo.js';
+import { encapsulate } from '../src/container/encapsulate.js';
+import { unencapsulate } from '../src/container/unencapsulate.js';
+import { chunkBySubtrees, collectContent, jumpHash, parseContentMeta } from '../src/container/chunking.js';
+import { ostreeCommit, ostreeInit } from '../scripts/lib/sample-tree.js';
+import { makeSampleRepo, readLayerTar, readLayout, readTarEntries } from './container-helpers.js';
+import { ostreeFsck, tmp } from './helpers/tmp.js';
+
+t.test('jump consistent hash: in range, and growing n→n+1 only moves keys to bucket n', async (t) => {
+  let moved = 0;
+  const bad: string[] = [];
+  for (let k = 0; k < 2000; k++) {
+    const key = BigInt(k) * 0x9e3779b97f4a7c15n;
+    let prev = jumpHash(key, 1);
+    if (prev !== 0) bad.push(`key ${k}: ${prev} for n=1`);
+    for (let n = 2; n <= 40; n++) {
+      const b = jumpHash(key, n);
+      if (b < 0 || b >= n) bad.push(`key ${k}: out of range ${b} for n=${n}`);
+      if (b !== prev) {
+        moved++;
+        if (b !== n - 1) bad.push(`key ${k} moved from ${prev} to ${b} when n became ${n}`);
+      }
+      prev = b;
+    }
+  }
+  t.same(bad.slice(0, 5), [], 'no key out of range or moved elsewhere than the new bucket');
+  // Expected moves: sum over n of 2000/n ≈ 2000 * (H40 - 1) ≈ 6557.
+  t.ok(moved > 5500 && moved < 7600, `about 1/n of the keys move (${moved})`);
+});
+
+t.test('subtree chunking: every object once, at most N chunks, deterministic', async (t) => {
+  const d = tmp(t);
+  const s = makeSampleRepo(d, { bigFileMiB: 8 });
+  const repo = Repo.open(s.repo);
+  t.teardown(() => repo.close());
+  const commit = repo.loadCommit(s.commit);
+  const { mapping, tree } = collectContent(repo, commit, true);
+  for (const n of [1, 2, 3, 5, 8, 64]) {
+    const chunks = chunkBySubtrees(tree, mapping, n);
+    t.ok(chunks.length >= 1 && chunks.length <= n, `${chunks.length} chunks for n=${n}`);
+    const seen = new Map<string, number>();
+    for (const c of chunks) for (const k of c.mapping.keys()) seen.set(k, (seen.get(k) ?? 0) + 1);
+    t.equal(seen.size, mapping.size, `n=${n}: every object in a chunk`);
+    t.ok([...seen.values()].every((v) => v === 1), `n=${n}: no object twice`);
+    t.equal(chunks.reduce((a, c) => a + c.size, 0), tree.total);
+    const again = chunkBySubtrees(tree, mapping, n);
+    t.same(again.map((c) => [...c.mapping.keys()]), chunks.map((c) => [...c.mapping.keys()]), `n=${n}: deterministic`);
+  }
+  // Units: small subtrees whole; a directory whose own files exceed the unit size is split per file.
+  const units = chunkBySubtrees(tree, mapping, 8).flatMap((c) => c.components);
+  t.ok(units.includes('/usr/lib/big.bin'), 'the 8 MiB file is a unit of its own');
+  t.ok(units.includes('/usr/lib/4096.bin'), 'and so are its neighbours in the oversized /usr/lib');
+  t.ok(units.includes('/usr/lib/modules'), 'a small subtree is one unit');
+  t.ok(units.includes('/usr/share'), '/usr/share is small enough to be one unit');
+});
+
+t.test('a change in one part of the tree changes few layers', async (t) => {
+  const d = tmp(t);
+  const s = makeSampleRepo(d, { bigFileMiB: 8 });
+  const repo = Repo.open(s.repo);
+  t.teardown(() => repo.close());
+  const v1 = await encapsulate(repo, s.commit, `oci:${join(d, 'v1')}`, { maxLayers: 8 });
+  // Edit one file, commit again.
+  appendFileSync(join(s.tree, 'usr/share/doc/README'), 'one more line\n');
+  const c2 = ostreeCommit(s.repo, s.tree, { subject: 'v2' });
+  const v2 = await encapsulate(repo, c2, `oci:${join(d, 'v2')}`, { maxLayers: 8 });
+  const ids1 = new Set(v1.layers.map((l) => l.diffId));
+  const changed2 = v2.layers.filter((l) => !ids1.has(l.diffId));
+  t.equal(v2.layers.length, v1.layers.length, 'same number of layers');
+  t.equal(changed2.length, 2, 'commit layer + the one chunk with /usr/share/doc');
+  t.ok(changed2.some((l) => l.name === 'v2'), 'the commit layer is one of them');
+  t.ok(changed2.some((l) => l.components.some((c) => '/usr/share/doc/README'.startsWith(c.replace(/\/$/, '')))));
+  // A new directory with a file: a few layers at most.
+  mkdirSync(join(s.tree, 'usr/share/newdir'));
+  writeFileSync(join(s.tree, 'usr/share/newdir/new-file'), 'new\n');
+  const c3 = ostreeCommit(s.repo, s.tree, { subject: 'v3' });
+  const v3 = await encapsulate(repo, c3, `oci:${join(d, 'v3')}`, { maxLayers: 8 });
+  const ids2 = new Set(v2.layers.map((l) => l.diffId));
+  const changed3 = v3.layers.filter((l) => !ids2.has(l.diffId));
+  t.ok(changed3.length <= 3, `${changed3.length} of ${v3.layers.length} layers changed`);
+
+  // Importing v3 into a repo that has v1: objects already there are re-verified, the rest written.
+  const dst = join(d, 'dst');
+  ostreeInit(dst, 'bare-user');
+  const dr = Repo.open(dst);
+  t.teardown(() => dr.close());
+  t.equal((await unencapsulate(dr, `oci:${join(d, 'v1')}`, { ref: 'v1' })).commit, s.commit);
+  const r3 = await unencapsulate(dr, `oci:${join(d, 'v3')}`, { ref: 'v3' });
+  t.equal(r3.commit, c3);
+  t.ok(r3.stats.filesAlreadyPresent > 0 && r3.stats.filesWritten > 0);
+  t.match(ostreeFsck(dst), /no errors/);
+});
+
+t.test('--contentmeta: one layer per component, then the reserved layer', async (t) => {
+  const d = tmp(t);
+  const s = makeSampleRepo(d);
+  const repo = Repo.open(s.repo);
+  t.teardown(() => repo.close());
+  const { mapping } = collectContent(repo, repo.loadCommit(s.commit), false);
+  const map: Record<string, string> = {};
+  for (const [c, e] of mapping) {
+    if (e.paths.some((p) => p.startsWith('/usr/bin/'))) map[c] = 'pkg-bin';
+    else if (e.paths.some((p) => p.startsWith('/usr/lib/'))) map[c] = 'pkg-lib';
+  }
+  const meta = parseContentMeta(
+    { version: 1, created: '2024-02-03T04:05:06Z', labels: { 'from.meta': 'yes' }, layers: { 'pkg-bin': 'bin tools', 'pkg-lib': 'libraries' }, mapping: map },
+    'test',
+  );
+  const dir = join(d, 'img');
+  const r = await encapsulate(repo, s.commit, `oci:${dir}`, { contentmeta: meta, labels: { 'from.cli': 'yes' } });
+  t.same(r.layers.map((l) => l.name), ['sample', 'pkg-bin', 'pkg-lib', 'Reserved for new packages']);
+  const v = readLayout(dir);
+  t.same(
+    v.manifest.layers.map((l) => (l as { annotations?: Record<string, string> }).annotations?.['ostree.components']),
+    [undefined, 'bin tools', 'libraries', ''],
+  );
+  t.equal(v.config['created'], '2024-02-03T04:05:06Z');
+  t.equal(v.config.config!.Labels!['from.meta'], 'yes');
+  t.equal(v.config.config!.Labels!['from.cli'], 'yes');
+  t.equal(v.config.config!.Labels!['ostree.final-diffid'], v.config.rootfs.diff_ids[3], 'final-diffid = the reserved layer');
+  const files = async (i: number): Promise<string[]> =>
+    (await readTarEntries(readLayerTar(dir, i))).filter((e) => !e.name.startsWith('sysroot') && e.type !== 'directory').map((e) => e.name);
+  t.ok((await files(1)).every((n) => n.startsWith('usr/bin/')));
+  t.ok((await files(2)).every((n) => n.startsWith('usr/lib/')));
+  t.same(await files(3), [], 'reserved layer: skeleton only');
+  t.ok((await files(0)).includes('usr/share/doc/README'), 'unmapped objects stay in the commit layer');
+  const dst = join(d, 'dst');
+  ostreeInit(dst, 'bare-user');
+  const dr = Repo.open(dst);
+  t.teardown(() => dr.close());
+  t.equal((await unencapsulate(dr, `oci:${dir}`, { requireCommitmeta: true })).commit, s.commit);
+  t.ok(dr.readCommitMetaBytes(s.commit)!.equals(s.commitmeta));
+  t.throws(() => parseContentMeta({ version: 2, layers: {}, mapping: {} }, 'x'), /unsupported metadata version 2/);
+  t.throws(() => parseContentMeta({ version: 1, layers: {}, mapping: { abc: 'nope' } }, 'x'), /names layer "nope", which is not in "layers"/);
+  t.equal(execFileSync('ostree', ['fsck', `--repo=${dst}`], { encoding: 'utf8' }).includes('no errors'), true);
+});
