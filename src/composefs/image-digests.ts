@@ -205,13 +205,13 @@ export class ComposefsLayerTap {
         cb(null, chunk);
       },
       flush(cb: TransformCallback): void {
-        try {
-          scans[index] = scanner.end();
-        } catch (e) {
-          cb(e as Error);
-          return;
-        }
-        cb();
+        scanner.end().then(
+          (scan) => {
+            scans[index] = scan;
+            cb();
+          },
+          (e: Error) => cb(e),
+        );
       },
     });
     tar.on('error', (e) => t.destroy(e));

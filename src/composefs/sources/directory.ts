@@ -25,6 +25,7 @@ import { FsVerityHasher, fsverityDigestFile } from '../fsverity.js';
 import { ComposefsSourceError } from './errors.js';
 import { BuildTree, Entry, INLINE_MAX, filterXattrs, finalizeTree, keepXattr, type ImageTreeOptions, type Inode, type XattrPolicy } from './image-tree.js';
 import { payloadOf } from './oci-layers.js';
+import { HashPool } from './hash-pool.js';
 
 export interface DirectoryTreeOptions extends ImageTreeOptions {
   onProgress?: (filesDone: number, filesTotal: number) => void;
@@ -213,31 +214,74 @@ export async function treeFromDirectory(dir: string, opts: DirectoryTreeOptions 
   // Contents: symlink targets, inline data, fs-verity digests. Synchronous reads through one
   // buffer (page-cache speed, no promise or buffer per file); files of 32 MiB and more are
   // hashed by fsverityDigestFile's worker threads.
+  // Files of 256 KiB and more are streamed to a hashing worker thread (bounded queue) while this
+  // thread hashes the small ones.
   let done = 0;
-  for (const { path, inode } of files) {
-    try {
-      if ((inode.mode & S_IFMT) === S_IFLNK) {
-        const target = readlinkSync(path, { encoding: 'buffer' });
-        inode.payload = target;
-        inode.size = BigInt(target.length);
-      } else if (inode.size <= BigInt(INLINE_MAX)) {
-        inode.content = readSmall(path, Number(inode.size));
-      } else {
-        const d = inode.size >= BigInt(PARALLEL_MIN) ? await fsverityDigestFile(fsPath(path)) : digestFileSync(path, Number(inode.size));
-        inode.digest = d;
-        inode.payload = payloadOf(d);
+  const pool = HashPool.useful() ? new HashPool() : undefined;
+  const pending: Promise<void>[] = [];
+  try {
+    for (const { path, inode } of files) {
+      try {
+        if ((inode.mode & S_IFMT) === S_IFLNK) {
+          const target = readlinkSync(path, { encoding: 'buffer' });
+          inode.payload = target;
+          inode.size = BigInt(target.length);
+        } else if (inode.size <= BigInt(INLINE_MAX)) {
+          inode.content = readSmall(path, Number(inode.size));
+        } else if (inode.size >= BigInt(PARALLEL_MIN)) {
+          setDigest(inode, await fsverityDigestFile(fsPath(path)));
+        } else if (pool && inode.size >= BigInt(POOL_MIN)) {
+          const p = (await streamToPool(pool, path, Number(inode.size))).then((d) => setDigest(inode, d));
+          p.catch(() => {});
+          pending.push(p);
+        } else {
+          setDigest(inode, digestFileSync(path, Number(inode.size)));
+        }
+      } catch (err) {
+        if (err instanceof ComposefsSourceError) throw err;
+        fail(path, 'cannot read', err);
       }
-    } catch (err) {
-      if (err instanceof ComposefsSourceError) throw err;
-      fail(path, 'cannot read', err);
+      opts.onProgress?.(++done, files.length);
     }
-    opts.onProgress?.(++done, files.length);
+    await Promise.all(pending);
+  } finally {
+    await pool?.close();
   }
   return finalizeTree(tree, opts, rootPath);
 }
 
 /** Files at least this big are hashed by fsverityDigestFile's worker threads. */
 const PARALLEL_MIN = 32 << 20;
+/** Files at least this big (and below PARALLEL_MIN) go to the hash pool's worker. */
+const POOL_MIN = 256 << 10;
+
+function setDigest(inode: Inode, d: Buffer): void {
+  inode.digest = d;
+  inode.payload = payloadOf(d);
+}
+
+/** Read a file and stream it to the pool; resolves (once queued) to the digest's promise. */
+async function streamToPool(pool: HashPool, path: Buffer, size: number): Promise<Promise<Buffer>> {
+  const f = pool.file(size);
+  const fd = openSync(path, 'r');
+  try {
+    let got = 0;
+    for (;;) {
+      const n = readSync(fd, READ_BUF, 0, READ_BUF.length, null);
+      if (n === 0) break;
+      got += n;
+      f.data(READ_BUF.subarray(0, n));
+      const wait = pool.belowLimit();
+      if (wait) await wait;
+    }
+    if (got !== size) {
+      throw new ComposefsSourceError(`${path.toString('utf8')}: changed size while reading (${size} → ${got} bytes)`, { path: path.toString('utf8') });
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return f.end();
+}
 const READ_BUF = Buffer.allocUnsafeSlow(1 << 20);
 
 /**

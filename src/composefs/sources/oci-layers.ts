@@ -36,6 +36,7 @@ import {
   type ImageTreeOptions,
   type Inode,
 } from './image-tree.js';
+import { HashPool, type PooledFile } from './hash-pool.js';
 import { LayerTarParser, type EntrySink, type RawTarEntry } from './layer-tar.js';
 
 export type LayerOp =
@@ -84,23 +85,38 @@ const TYPE_BITS: Record<string, number> = {
   fifo: S_IFIFO,
 };
 
+/** Files at least this big are hashed on the worker thread when a pool is given. */
+const POOL_MIN = 256 << 10;
+
 /** Regular file data → inline content (≤ 64 bytes) or fs-verity digest + payload. */
 class FileSink implements EntrySink {
   private readonly hasher: FsVerityHasher | undefined;
+  private readonly pooled: PooledFile | undefined;
   private readonly small: Buffer[] | undefined;
   constructor(
     private readonly inode: Inode,
     size: number,
+    pool: HashPool | undefined,
+    private readonly pending: Promise<void>[],
   ) {
-    if (size > INLINE_MAX) this.hasher = new FsVerityHasher();
+    if (size >= POOL_MIN && pool) this.pooled = pool.file(size);
+    else if (size > INLINE_MAX) this.hasher = new FsVerityHasher();
     else if (size > 0) this.small = [];
   }
   data(chunk: Buffer): void {
-    if (this.hasher) this.hasher.update(chunk);
+    if (this.pooled) this.pooled.data(chunk);
+    else if (this.hasher) this.hasher.update(chunk);
     else this.small?.push(Buffer.from(chunk));
   }
   end(): void {
-    if (this.hasher) {
+    if (this.pooled) {
+      const p = this.pooled.end().then((d) => {
+        this.inode.digest = d;
+        this.inode.payload = payloadOf(d);
+      });
+      p.catch(() => {}); // reported by end(); never an unhandled rejection if the scan is abandoned
+      this.pending.push(p);
+    } else if (this.hasher) {
       const d = this.hasher.digest();
       this.inode.digest = d;
       this.inode.payload = payloadOf(d);
@@ -108,16 +124,22 @@ class FileSink implements EntrySink {
   }
 }
 
-/** A synchronous layer scanner: feed the tar's bytes with `push`, then `end()` gives the scan. */
+/**
+ * A layer scanner: feed the tar's bytes with `push` (synchronous), then `end()` gives the scan
+ * once every file is hashed. With a hash pool, await `belowLimit()` between pushes to bound the
+ * bytes queued for the worker.
+ */
 export interface LayerScanner {
   push(chunk: Buffer): void;
-  end(): LayerScan;
+  belowLimit(): Promise<void> | undefined;
+  end(): Promise<LayerScan>;
 }
 
 /** Start scanning one layer tar (uncompressed bytes); `what` names the layer in errors. */
-export function createLayerScanner(what: string, opts: Pick<ImageTreeOptions, 'xattrs'> = {}): LayerScanner {
+export function createLayerScanner(what: string, opts: Pick<ImageTreeOptions, 'xattrs'> & { pool?: HashPool } = {}): LayerScanner {
   const policy = opts.xattrs ?? 'allowlist';
   const scan: LayerScan = { what, ops: [], entries: 0, bytes: 0 };
+  const pending: Promise<void>[] = [];
   const onEntry = (e: RawTarEntry): EntrySink | undefined => {
     scan.entries++;
     const fail = (msg: string): never => {
@@ -163,15 +185,17 @@ export function createLayerScanner(what: string, opts: Pick<ImageTreeOptions, 'x
     if (e.kind === 'file') {
       inode.size = BigInt(e.size);
       scan.bytes += e.size;
-      return new FileSink(inode, e.size);
+      return new FileSink(inode, e.size, opts.pool, pending);
     }
     return undefined;
   };
   const parser = new LayerTarParser(what, onEntry);
   return {
     push: (chunk) => parser.push(chunk),
-    end: () => {
+    belowLimit: () => opts.pool?.belowLimit(),
+    end: async () => {
       parser.end();
+      await Promise.all(pending);
       return scan;
     },
   };
@@ -184,12 +208,14 @@ export function createLayerScanner(what: string, opts: Pick<ImageTreeOptions, 'x
 export async function scanLayer(
   tar: AsyncIterable<Buffer | Uint8Array | string> | Readable,
   what: string,
-  opts: Pick<ImageTreeOptions, 'xattrs'> = {},
+  opts: Pick<ImageTreeOptions, 'xattrs'> & { pool?: HashPool } = {},
 ): Promise<LayerScan> {
   const scanner = createLayerScanner(what, opts);
   for await (const c of tar as AsyncIterable<Buffer | Uint8Array | string>) {
     if (typeof c === 'string') throw new ComposefsSourceError(`${what}: tar stream yielded a string (read it without an encoding)`);
     scanner.push(Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+    const wait = scanner.belowLimit();
+    if (wait) await wait;
   }
   return scanner.end();
 }
@@ -267,12 +293,17 @@ export function layerName(img: OciImage, i: number): string {
  */
 export async function treeFromImage(img: OciImage, opts: ImageLayersOptions = {}): Promise<TreeNode> {
   const tree = new BuildTree();
-  for (let i = 0; i < img.layers.length; i++) {
-    const what = layerName(img, i);
-    const scan = await scanLayer(img.openLayer(i), what, opts);
-    if (opts.onLayerTree) await opts.onLayerTree(i, finalizeTree(layerAloneTree(scan, tree), { xattrs: opts.xattrs ?? 'allowlist' }, what));
-    applyLayer(tree, scan);
-    opts.onLayer?.(i, img.layers.length, scan);
+  const pool = HashPool.useful() ? new HashPool() : undefined;
+  try {
+    for (let i = 0; i < img.layers.length; i++) {
+      const what = layerName(img, i);
+      const scan = await scanLayer(img.openLayer(i), what, { ...opts, ...(pool ? { pool } : {}) });
+      if (opts.onLayerTree) await opts.onLayerTree(i, finalizeTree(layerAloneTree(scan, tree), { xattrs: opts.xattrs ?? 'allowlist' }, what));
+      applyLayer(tree, scan);
+      opts.onLayer?.(i, img.layers.length, scan);
+    }
+  } finally {
+    await pool?.close();
   }
   return finalizeTree(tree, opts, img.source.location);
 }
