@@ -4,6 +4,7 @@
  * layer code: content, owners, modes, mtimes, xattrs, hardlinks and devices are GNU tar's work).
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, createReadStream, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tar from 'tar-stream';
@@ -214,6 +215,8 @@ export async function makeRichLayers(dir: string, opts: { rootEntry?: boolean; l
   w('usr/lib/empty', '');
   w('usr/lib/exactly64', Buffer.alloc(64, 0x41));
   w('usr/lib/bytes65', Buffer.alloc(65, 0x42));
+  // 1.5 MiB of pseudo-random bytes: hashed on the worker thread (≥ 256 KiB).
+  w('usr/lib/random', Buffer.concat(Array.from({ length: 48 * 1024 }, (_x, i) => createHash('sha256').update(String(i)).digest())));
   w('etc/conf.d/a.conf', 'a=1\n');
   w('data/keep', 'keep\n');
   w('data/sub/y', 'y\n');

@@ -86,6 +86,8 @@ t.test('rich image: layer rules as composefs-info reads our image', async (t) =>
   const d65 = execFileSync('fsverity', ['digest', '--compact', join(dir, 'b65')], { encoding: 'utf8' }).trim();
   t.equal(d.get('/usr/lib/bytes65')?.digest, d65, '65 bytes: external, fs-verity digest');
   t.equal(d.get('/usr/lib/bytes65')?.payload, `${d65.slice(0, 2)}/${d65.slice(2)}`);
+  const rnd = execFileSync('fsverity', ['digest', '--compact', join(dir, 'l0/usr/lib/random')], { encoding: 'utf8' }).trim();
+  t.equal(d.get('/usr/lib/random')?.digest, rnd, '1.5 MiB file (hashed on the worker thread): fs-verity digest');
   t.equal(d.get('/usr/lib/empty')?.size, '0');
   t.equal(d.get('/usr/lib/empty')?.payload, '-');
   t.ok(d.has('/usr/lib/caf\\xe9'), 'non-UTF-8 name kept byte for byte');
@@ -200,7 +202,7 @@ t.test('bad input: clear errors, no output file', async (t) => {
   t.match(r.stderr, /no image tagged "other"/);
   r = ocli('composefs');
   t.equal(r.status, 2);
-  t.match(r.stderr, /needs an IMGREF or --dir/);
+  t.match(r.stderr, /needs an IMGREF, --dir PATH or --repo R REV/);
 
   // Corrupt layer blob: one flipped byte in the middle of layer 0.
   const manifest = JSON.parse(readFileSync(join(img, 'blobs/sha256', (JSON.parse(readFileSync(join(img, 'index.json'), 'utf8')) as { manifests: { digest: string }[] }).manifests[0]!.digest.slice(7)), 'utf8')) as { layers: { digest: string }[] };
@@ -271,3 +273,27 @@ function tars2(dir: string): string {
   sh(`mkdir -p '${dir}/one' && head -c 100000 /dev/urandom > '${dir}/one/f'`);
   return tarLayer(join(dir, 'one'), join(dir, 'one.tar'), ['f'], { recursive: false });
 }
+
+t.test('boot variant of an ostree commit = ostree checkout --composefs of the emptied tree (ostree 2026.4)', async (t) => {
+  const dir = tmp(t);
+  for (const [name, boot] of [['full', true], ['emptied', false]] as const) {
+    const d = join(dir, name);
+    sh(`mkdir -p '${d}/usr/bin' '${d}/etc' '${d}/boot/loader/entries' '${d}/sysroot/ostree' && chmod 0700 '${d}/boot' \
+      && echo tool > '${d}/usr/bin/tool' && echo conf > '${d}/etc/conf'`);
+    if (boot) sh(`echo kernel > '${d}/boot/vmlinuz' && echo 'title x' > '${d}/boot/loader/entries/a.conf' && echo y > '${d}/sysroot/ostree/x'`);
+    else sh(`rm -rf '${d}/boot/loader' '${d}/sysroot/ostree'`);
+  }
+  const repo = join(dir, 'repo');
+  oracle(['ostree', 'init', `--repo=${repo}`, '--mode=bare-user']);
+  for (const name of ['full', 'emptied']) oracle(['ostree', 'commit', `--repo=${repo}`, '-b', name, `--tree=dir=${join(dir, name)}`, '--owner-uid=0', '--owner-gid=0']);
+  oracle(['sh', '-c', `cd '${dir}' && ostree checkout --repo='${repo}' --composefs emptied oracle.cfs`]);
+  const ours = join(dir, 'ours.cfs');
+  const digest = ok(t, 'composefs', '--repo', repo, 'full', '--boot-variant', '-o', ours, '--print-digest').trim();
+  t.ok(readFileSync(ours).equals(readFileSync(join(dir, 'oracle.cfs'))), 'byte-identical to the oracle image of the emptied tree');
+  t.not(ok(t, 'composefs', '--repo', repo, 'full').trim(), digest, 'without --boot-variant: another digest');
+  t.equal(ok(t, 'composefs', '--repo', repo, 'emptied').trim(), digest);
+  const r = cli(['composefs', 'diff', `repo:${repo}:full`, `repo:${repo}:emptied`, '--boot-variant']);
+  t.equal(r.status, 0, `diff with --boot-variant: ${r.stdout}`);
+  const e = cli(['composefs', '--repo', repo, 'full', '--xattrs', 'all']);
+  t.equal(e.status, 2);
+});

@@ -110,3 +110,24 @@ t.test('umoci unpack --rootless of our image yields the commit tree', async (t) 
   // Checkout files are hardlinks of their objects.
   t.ok(lstatSync(join(rootfs, 'usr/bin/hello')).nlink >= 3, 'hello, hello-hardlink and the object share an inode');
 });
+
+t.test('docker:// round trip through a local registry', async (t) => {
+  const { startRegistry } = await import('./oci-helpers.js');
+  const host = await startRegistry(t);
+  const d = tmp(t);
+  const s = makeSampleRepo(d);
+  const ref = `docker://${host}/ostree-oci/sample:v1`;
+  const enc = cli(['encapsulate', '--repo', s.repo, 'main', ref, '--no-tls-verify', '--compression', 'zstd', '--max-layers', '3']);
+  t.equal(enc.status, 0, enc.stderr);
+  t.match(enc.stdout.trim(), /^sha256:[0-9a-f]{64}$/, 'prints the pushed manifest digest');
+  const dst = join(d, 'dst');
+  ostreeInit(dst, 'bare-user');
+  const byDigest = `docker://${host}/ostree-oci/sample@${enc.stdout.trim()}`;
+  const r = cli(['unencapsulate', '--repo', dst, byDigest, '--no-tls-verify', '--require-commitmeta', '--ref', 'imported']);
+  t.equal(r.status, 0, r.stderr);
+  t.equal(r.stdout.trim(), s.commit);
+  const repo = Repo.open(dst);
+  t.ok(repo.readCommitMetaBytes(s.commit)?.equals(s.commitmeta), 'commitmeta bytes identical');
+  repo.close();
+  t.match(ostreeFsck(dst), /no errors found/);
+});

@@ -381,3 +381,55 @@ t.test('the importer accepts every historic xattrs encoding', async (t) => {
     await t.rejects(importTars(join(d, 'badpax'), [writeTarEntries(out)]), /PAX SCHILY\.xattr records disagree/);
   }
 });
+
+t.test('a commit whose only empty directory is /sysroot imports complete (ostree-ext bug avoided)', async (t) => {
+  const d = tmp(t);
+  const tree = join(d, 'tree');
+  mkdirSync(join(tree, 'usr/bin'), { recursive: true });
+  mkdirSync(join(tree, 'sysroot'));
+  writeFileSync(join(tree, 'usr/bin/tool'), 'tool\n');
+  const src = join(d, 'src');
+  ostreeInit(src, 'bare-user');
+  const c = execFileSync('ostree', ['commit', `--repo=${src}`, '-b', 'main', `--tree=dir=${tree}`, '--timestamp=2024-01-01T00:00:00Z'], { encoding: 'utf8' }).trim();
+  const repo = Repo.open(src);
+  t.teardown(() => repo.close());
+  const commit = repo.loadCommit(c);
+  const { mapping } = collectContent(repo, commit, false);
+  const layer = await collect(exportFinalChunk(repo, commit, mapping));
+  const entries = await readTarEntries(layer);
+  const empty = '6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d';
+  t.ok(entries.some((e) => e.name === `sysroot/ostree/repo/objects/6e/${empty.slice(2)}.dirtree`), 'the empty dirtree is in the stream');
+  t.equal(entries.filter((e) => e.name === 'sysroot').length, 1, 'no second sysroot entry');
+  t.equal(await importTars(join(d, 'dst'), [layer]), c);
+  t.match(ostreeFsck(join(d, 'dst')), /no errors/);
+});
+
+t.test('symlink targets survive byte for byte (long, denormal, odd)', async (t) => {
+  const d = tmp(t);
+  const tree = join(d, 'tree');
+  mkdirSync(join(tree, 'usr/lib'), { recursive: true });
+  const targets: Record<string, string> = {
+    long: `${'t'.repeat(150)}/target`,
+    denormal: '../../..//sbin/chkconfig',
+    interior: 'a/./b',
+    trailing: 'dir/',
+    root: '/',
+    dotstart: './here',
+  };
+  for (const [name, target] of Object.entries(targets)) symlinkSync(target, join(tree, 'usr/lib', name));
+  const src = join(d, 'src');
+  ostreeInit(src, 'bare-user');
+  const c = execFileSync('ostree', ['commit', `--repo=${src}`, '-b', 'main', `--tree=dir=${tree}`], { encoding: 'utf8' }).trim();
+  const repo = Repo.open(src);
+  t.teardown(() => repo.close());
+  const full = await collect(exportCommitTar(repo, repo.loadCommit(c)));
+  const entries = await readTarEntries(full);
+  for (const [name, target] of Object.entries(targets)) {
+    const link = entries.find((e) => e.name === `usr/lib/${name}`)!;
+    const obj = entries.find((e) => e.name === link.linkname)!;
+    t.equal(obj.type, 'symlink');
+    t.equal(obj.linkname, target, `${name}: target kept literally`);
+  }
+  t.equal(await importTars(join(d, 'dst'), [full]), c, 'same commit after import');
+  t.match(ostreeFsck(join(d, 'dst')), /no errors/);
+});

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { escapeRef } from '../src/store/refescape.js';
 import { ostreeCommit } from '../scripts/lib/sample-tree.js';
 import { readLayout } from './container-helpers.js';
-import { startRegistry } from './oci-helpers.js';
+import { freePort, startRegistry } from './oci-helpers.js';
 import { cli, ostreeFsck, tmp } from './helpers/tmp.js';
 import { hasCommit, newRepo, refs, run, runJson, signedComposefsRepo } from './store-helpers.js';
 
@@ -145,4 +145,11 @@ t.test('docker://: a missing tag and an unreachable registry fail cleanly', asyn
   t.not(r.status, 0);
   t.match(r.stderr, /nothing\/here/);
   t.same(refs(repo), {});
+  const port = await freePort();
+  const u = cli(['image', 'pull', '--repo', repo, `docker://127.0.0.1:${port}/x/y:latest`, '--no-tls-verify']);
+  t.not(u.status, 0);
+  t.match(u.stderr, new RegExp(`127\\.0\\.0\\.1:${port}/x/y`));
+  t.notMatch(u.stderr, /\n\s+at /, 'no stack trace');
+  t.same(refs(repo), {});
+  t.match(ostreeFsck(repo), /no errors/);
 });

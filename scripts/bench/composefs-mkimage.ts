@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { measure, type BenchContext, type BenchModule, type BenchRow, type Measurement } from './lib.js';
 
 /** Deterministic generator (LCG) for a dump of about `entries` entries. */
-function writeDump(path: string, entries: number): number {
+export function writeDump(path: string, entries: number): number {
   let seed = 0x2545f491;
   const rnd = (n: number): number => {
     seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;

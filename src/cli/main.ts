@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { renderError } from './output.js';
+import { LIMITS_ENV, parseLimits } from '../limits.js';
 // (commands are imported here)
 import * as show from './commands/show.js';
 import * as fsck from './commands/fsck.js';
@@ -33,8 +34,20 @@ export function buildProgram(): Command {
     .name('ostree-oci')
     .description('Move ostree commits to and from OCI images and composefs, keeping signatures intact')
     .option('--verbose', 'show error details')
+    .option(
+      '--limit <name=N>',
+      'raise or lower a cap on hostile input (repeatable; e.g. maxLayerRatio=1000, maxXattrsSize=1M; see README "Limits")',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .showHelpAfterError()
     .exitOverride();
+  // --limit goes to the library through OSTREE_OCI_LIMITS (after any limits already there).
+  program.hook('preAction', () => {
+    const given = program.opts()['limit'] as string[] | undefined;
+    if (!given?.length) return;
+    for (const v of given) parseLimits(v, '--limit');
+    process.env[LIMITS_ENV] = [process.env[LIMITS_ENV], ...given].filter(Boolean).join(',');
+  });
   for (const mod of COMMANDS) mod.register(program);
   return program;
 }

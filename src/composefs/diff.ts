@@ -195,7 +195,10 @@ export async function loadTree(spec: string, opts: LoadTreeOptions = {}): Promis
     const { treeFromCommit } = await import('./sources/ostree-commit.js');
     const repo = Repo.open(rest.slice(0, colon));
     try {
-      return { root: (await treeFromCommit(repo, rest.slice(colon + 1))).root, kind };
+      const root = (await treeFromCommit(repo, rest.slice(colon + 1))).root;
+      if (!opts.bootVariant) return { root, kind };
+      const { bootVariantOf } = await import('./sources/image-tree.js');
+      return { root: bootVariantOf(root), kind };
     } finally {
       repo.close();
     }

@@ -66,7 +66,7 @@ const oneShotLatin1 = oneShotHash as ((alg: string, data: Uint8Array, enc: 'lati
 const sha256Into: (data: Uint8Array, out: Buffer, offset: number) => void =
   typeof oneShotLatin1 === 'function'
     ? (data, out, offset) => {
-        out.latin1Write(oneShotLatin1('sha256', data, 'latin1'), offset, FSVERITY_HASH_SIZE);
+        out.write(oneShotLatin1('sha256', data, 'latin1'), offset, FSVERITY_HASH_SIZE, 'latin1');
       }
     : (data, out, offset) => {
         createHash('sha256').update(data).digest().copy(out, offset);

@@ -22,6 +22,9 @@
  */
 import { ObjectType } from '../../ostree-bindings/index.js';
 import { ObjectChecksumError, OstreeOciError } from '../errors.js';
+import { checkLimit, DEFAULT_LIMITS, LimitError, resolveLimits, type ImportLimits } from '../limits.js';
+import { OciError } from '../oci/errors.js';
+import { crashPoint } from '../testhooks.js';
 import {
   parseCommit,
   parseDirMeta,
@@ -34,6 +37,7 @@ import {
   type FileHeader,
   type OstreeXattr,
 } from '../gvariant/ostree-types.js';
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ContentHasher, contentPrefix, sha256Hex } from '../ostree/checksum.js';
 import type { Repo } from '../ostree/repo.js';
@@ -41,9 +45,8 @@ import { CommitVerificationError, ContainerFormatError, MissingObjectError } fro
 import { normalizeEntryPath, parseRepoPath, REPO_PREFIX } from './paths.js';
 import { TarReader, type TarEntry } from './tar-reader.js';
 
-/** ostree's OSTREE_MAX_METADATA_SIZE in 2022.7. */
-export const MAX_METADATA_SIZE = 10 * 1024 * 1024;
-const MAX_XATTRS_SIZE = 1024 * 1024;
+/** ostree's OSTREE_MAX_METADATA_SIZE in 2022.7 (the default of `limits.maxMetadataSize`). */
+export const MAX_METADATA_SIZE = DEFAULT_LIMITS.maxMetadataSize;
 /** Content up to this size is read into memory before the write; bigger objects stream. */
 const SMALL_CONTENT = 1 << 20;
 /**
@@ -84,6 +87,8 @@ export interface CommitImporterOptions {
   verifyCommit?: string;
   /** Fail unless the commit layer carries a `.commitmeta`. */
   requireCommitmeta?: boolean;
+  /** Caps (src/limits.ts); unset ones come from OSTREE_OCI_LIMITS and the defaults. */
+  limits?: Partial<ImportLimits>;
   onProgress?: (p: ImportProgress) => void;
 }
 
@@ -109,6 +114,9 @@ function xattrsKey(xs: OstreeXattr[]): string {
 function withContext(e: unknown, where: string, type?: string, checksum?: string): Error {
   if (e instanceof ObjectChecksumError) return new ObjectChecksumError(type ?? e.objectType, e.expected, e.actual, where);
   if (e instanceof ContainerFormatError || e instanceof MissingObjectError) return e;
+  // Typed errors of the input stream (blob digest/size, diffid, decompression, a cap) name their
+  // layer and cause already.
+  if (e instanceof LimitError || e instanceof OciError) return e;
   const msg = (e as Error)?.message ?? String(e);
   return new ContainerFormatError(`${where}: ${msg}`, { path: where, ...(checksum ? { checksum } : {}), cause: msg });
 }
@@ -140,10 +148,14 @@ export class CommitImporter {
     contentBytes: 0,
   };
 
+  private readonly limits: ImportLimits;
+
   constructor(
     private readonly repo: Repo,
     private readonly opts: CommitImporterOptions = {},
-  ) {}
+  ) {
+    this.limits = resolveLimits(opts.limits);
+  }
 
   get checksum(): string | null {
     return this.commitChecksum;
@@ -177,6 +189,8 @@ export class CommitImporter {
         if (this.writeError) throw this.writeError;
         const e = await r.next();
         if (!e) break;
+        checkLimit(this.limits, 'maxPathLength', Buffer.byteLength(e.path), `${what}: tar entry name ${JSON.stringify(e.path.slice(0, 200))}`);
+        checkLimit(this.limits, 'maxPathLength', Buffer.byteLength(e.linkname), `${what}: link target of ${JSON.stringify(e.path.slice(0, 200))}`);
         const path = normalizeEntryPath(e.path, what);
         const at = `${what}: ${path || './'}`;
         if (e.type === '5') continue;
@@ -193,7 +207,7 @@ export class CommitImporter {
         if (!isCommitmeta) afterCommit = false;
         objects++;
         if (p.kind === 'v0-xattrs') {
-          const bytes = await this.readRegular(r, e, at, MAX_XATTRS_SIZE);
+          const bytes = await this.readRegular(r, e, at, 'maxXattrsSize');
           const actual = sha256Hex(bytes);
           if (actual !== p.checksum) throw new ObjectChecksumError('xattrs', p.checksum, actual, at);
           this.xattrsObjects.set(p.checksum, parseXattrsVariant(bytes, at));
@@ -206,7 +220,7 @@ export class CommitImporter {
             if (this.commitChecksum) {
               throw new ContainerFormatError(`${at}: found multiple commit objects (${this.commitChecksum} and ${csum})`, { path });
             }
-            const bytes = await this.readRegular(r, e, at, MAX_METADATA_SIZE);
+            const bytes = await this.readRegular(r, e, at, 'maxMetadataSize');
             const actual = sha256Hex(bytes);
             if (actual !== csum) throw new ObjectChecksumError('commit', csum, actual, at);
             const commit = parseCommit(bytes, `commit ${csum}`);
@@ -235,7 +249,7 @@ export class CommitImporter {
                 { path, commitmetaFor: csum, commit: this.commitChecksum },
               );
             }
-            const bytes = await this.readRegular(r, e, at, MAX_METADATA_SIZE);
+            const bytes = await this.readRegular(r, e, at, 'maxMetadataSize');
             parseMetadata(bytes, `commitmeta of ${csum} (${at})`);
             this.commitmetaBytes = bytes;
             break;
@@ -245,12 +259,12 @@ export class CommitImporter {
             if (mode === 'object-set') {
               throw new ContainerFormatError(`${at}: metadata object ${csum}.${p.type} in a content (object-set) layer`, { path });
             }
-            const bytes = await this.readRegular(r, e, at, MAX_METADATA_SIZE);
+            const bytes = await this.readRegular(r, e, at, 'maxMetadataSize');
             await this.importMetadata(p.type === 'dirtree' ? ObjectType.DIR_TREE : ObjectType.DIR_META, csum, bytes, at);
             break;
           }
           case 'file-xattrs': {
-            const bytes = await this.readRegular(r, e, at, MAX_XATTRS_SIZE);
+            const bytes = await this.readRegular(r, e, at, 'maxXattrsSize');
             const actual = sha256Hex(bytes);
             if (actual !== csum) throw new ObjectChecksumError('file-xattrs', csum, actual, at);
             this.xattrsObjects.set(csum, parseXattrsVariant(bytes, at));
@@ -268,7 +282,7 @@ export class CommitImporter {
               if (!found) throw new ContainerFormatError(`${at}: hardlink to xattrs object ${xcsum}, which is not earlier in the stream`, { path });
               xattrs = found;
             } else if (p.type === 'file-xattrs-link' && (e.type === '0' || e.type === '7')) {
-              xattrs = parseXattrsVariant(await this.readRegular(r, e, at, MAX_XATTRS_SIZE), at);
+              xattrs = parseXattrsVariant(await this.readRegular(r, e, at, 'maxXattrsSize'), at);
             } else {
               throw new ContainerFormatError(`${at}: unexpected entry type '${e.type}' for an xattrs reference`, { path });
             }
@@ -301,6 +315,7 @@ export class CommitImporter {
             throw new ContainerFormatError(`${at}: unexpected object type`, { path });
         }
         progress();
+        crashPoint();
       }
       if (pending) throw new ContainerFormatError(`${what}: dangling xattrs reference ${pending.where} (no object follows)`);
       if (expectCommit) throw new ContainerFormatError(`${what}: commit object not found in the ostree commit layer`);
@@ -352,18 +367,29 @@ export class CommitImporter {
   /** `SCHILY.xattr.*` PAX records of an entry, sorted; null when there are none. */
   private paxXattrs(e: TarEntry, at: string): OstreeXattr[] | null {
     const xs: OstreeXattr[] = [];
+    let size = 0;
     for (const [k, v] of e.pax) {
-      if (k.startsWith('SCHILY.xattr.')) xs.push({ name: Buffer.from(k.slice('SCHILY.xattr.'.length), 'utf8'), value: v });
+      if (k.startsWith('SCHILY.xattr.')) {
+        xs.push({ name: Buffer.from(k.slice('SCHILY.xattr.'.length), 'utf8'), value: v });
+        size += Buffer.byteLength(k) - 'SCHILY.xattr.'.length + v.length;
+      }
     }
+    checkLimit(this.limits, 'maxXattrsSize', size, `${at}: PAX SCHILY.xattr records`);
     return xs.length ? sortXattrs(xs, at) : null;
   }
 
-  private async readRegular(r: TarReader, e: TarEntry, at: string, limit: number): Promise<Buffer> {
+  private async readRegular(r: TarReader, e: TarEntry, at: string, cap: 'maxMetadataSize' | 'maxXattrsSize'): Promise<Buffer> {
     if (e.type !== '0' && e.type !== '7') {
       throw new ContainerFormatError(`${at}: expected a regular file entry, found type '${e.type}'`, { path: e.path });
     }
-    if (e.size > limit) throw new ContainerFormatError(`${at}: object of ${e.size} bytes exceeds the limit of ${limit} bytes`, { path: e.path });
-    return r.readBody(limit);
+    checkLimit(this.limits, cap, e.size, `${at}: object size`);
+    return r.readBody(this.limits[cap]);
+  }
+
+  /** A dirtree's entry count must be within maxDirEntries. */
+  private checkDirTree(t: DirTree, where: string): DirTree {
+    checkLimit(this.limits, 'maxDirEntries', t.files.length + t.dirs.length, `${where}: directory entries`);
+    return t;
   }
 
   private async importMetadata(type: ObjectType.DIR_TREE | ObjectType.DIR_META, csum: string, bytes: Buffer, at: string): Promise<void> {
@@ -372,7 +398,7 @@ export class CommitImporter {
     if (actual !== csum) throw new ObjectChecksumError(name, csum, actual, at);
     if (type === ObjectType.DIR_TREE) {
       if (this.dirtrees.has(csum)) return;
-      this.dirtrees.set(csum, parseDirTree(bytes, `dirtree ${csum} (${at})`));
+      this.dirtrees.set(csum, this.checkDirTree(parseDirTree(bytes, `dirtree ${csum} (${at})`), `dirtree ${csum} (${at})`));
       this.stats.dirtree++;
     } else {
       if (this.dirmetas.has(csum)) return;
@@ -436,11 +462,10 @@ export class CommitImporter {
       // Verify in TypeScript first (nothing is written for a bad object), then let libostree
       // write (and verify again) on a worker thread while the next entries are parsed.
       const payload = size ? await r.readBody(SMALL_CONTENT) : Buffer.alloc(0);
-      const h = new ContentHasher(header);
-      h.update(payload);
-      const actual = h.digest();
+      const prefix = contentPrefix(header);
+      const actual = createHash('sha256').update(prefix).update(payload).digest('hex');
       if (actual !== csum) throw new ObjectChecksumError('file', csum, actual, at);
-      await this.queueWrite(csum, Buffer.concat([contentPrefix(header), payload]), at);
+      await this.queueWrite(csum, Buffer.concat([prefix, payload]), at);
     } else {
       while (this.inflight.size > 1) await Promise.race(this.inflight);
       try {
@@ -451,6 +476,59 @@ export class CommitImporter {
     }
     this.content.add(csum);
     this.stats.filesWritten++;
+  }
+
+  /**
+   * maxTreeDepth and maxPathLength over every path of the commit's tree. Dirtrees are shared
+   * (a DAG), so the deepest and the longest path below each one are computed once, bottom-up.
+   */
+  private checkTreeShape(csum: string, rootTree: string): void {
+    interface Shape {
+      depth: number;
+      len: number;
+      deepVia?: [string, string];
+      longVia?: [string, string];
+    }
+    const shape = new Map<string, Shape>();
+    const stack: Array<{ tree: string; expanded: boolean }> = [{ tree: rootTree, expanded: false }];
+    while (stack.length) {
+      const top = stack[stack.length - 1]!;
+      if (shape.has(top.tree)) {
+        stack.pop();
+        continue;
+      }
+      const t = this.dirtrees.get(top.tree)!;
+      if (!top.expanded) {
+        top.expanded = true;
+        for (const sub of t.dirs) if (!shape.has(sub.tree)) stack.push({ tree: sub.tree, expanded: false });
+        continue;
+      }
+      stack.pop();
+      const s: Shape = { depth: 0, len: 0 };
+      for (const f of t.files) {
+        const len = 1 + Buffer.byteLength(f.name);
+        if (len > s.len) Object.assign(s, { len, longVia: [f.name, ''] });
+      }
+      for (const sub of t.dirs) {
+        const c = shape.get(sub.tree)!;
+        const len = 1 + Buffer.byteLength(sub.name) + c.len;
+        if (len > s.len) Object.assign(s, { len, longVia: [sub.name, sub.tree] });
+        if (c.depth + 1 > s.depth) Object.assign(s, { depth: c.depth + 1, deepVia: [sub.name, sub.tree] });
+      }
+      shape.set(top.tree, s);
+    }
+    const follow = (key: 'deepVia' | 'longVia'): string => {
+      let p = '';
+      let via = shape.get(rootTree)![key];
+      while (via && p.length < 300) {
+        p += `/${via[0]}`;
+        via = via[1] ? shape.get(via[1])![key] : undefined;
+      }
+      return p.length >= 300 ? `${p.slice(0, 300)}…` : p;
+    };
+    const root = shape.get(rootTree)!;
+    if (root.depth > this.limits.maxTreeDepth) checkLimit(this.limits, 'maxTreeDepth', root.depth, `commit ${csum}: directory ${follow('deepVia')} nesting depth`);
+    if (root.len > this.limits.maxPathLength) checkLimit(this.limits, 'maxPathLength', root.len, `commit ${csum}: path ${follow('longVia')} length`);
   }
 
   /** Start a verifying libostree write of a content object stream; at most a few run at once. */
@@ -504,7 +582,7 @@ export class CommitImporter {
       if (t) return t;
       if (!this.repo.hasObject(ObjectType.DIR_TREE, c)) return missing('dirtree', c, where);
       const bytes = this.verifyStoredMetadata(ObjectType.DIR_TREE, c, `dirtree of ${where}`);
-      const parsed = parseDirTree(bytes, `dirtree ${c}`);
+      const parsed = this.checkDirTree(parseDirTree(bytes, `dirtree ${c}`), `dirtree ${c} (${where})`);
       this.dirtrees.set(c, parsed);
       this.stats.objectsFromRepo++;
       return parsed;
@@ -518,9 +596,10 @@ export class CommitImporter {
       this.stats.objectsFromRepo++;
     };
     checkMeta(this.commit.rootMeta, '/');
-    const stack: Array<{ tree: string; path: string }> = [{ tree: this.commit.rootTree, path: '/' }];
+    const stack: Array<{ tree: string; path: string; depth: number }> = [{ tree: this.commit.rootTree, path: '/', depth: 0 }];
     while (stack.length) {
       const d = stack.pop()!;
+      checkLimit(this.limits, 'maxTreeDepth', d.depth, `commit ${csum}: directory ${d.path.slice(0, 200)} nesting depth`);
       if (reachTrees.has(d.tree)) continue;
       reachTrees.add(d.tree);
       const t = loadTree(d.tree, d.path);
@@ -536,9 +615,10 @@ export class CommitImporter {
       }
       for (const sub of t.dirs) {
         checkMeta(sub.meta, `${base}/${sub.name}`);
-        stack.push({ tree: sub.tree, path: `${base}/${sub.name}` });
+        stack.push({ tree: sub.tree, path: `${base}/${sub.name}`, depth: d.depth + 1 });
       }
     }
+    this.checkTreeShape(csum, this.commit.rootTree);
     const extra = (kind: string, set: Iterable<string>, reach: Set<string>): void => {
       for (const c of set) {
         if (!reach.has(c)) {

@@ -12,6 +12,7 @@ import { OstreeOciError } from '../errors.js';
 import { END_OF_ARCHIVE, Header, padding, paxExtensionBytes, prepareHeaderLink, prepareHeaderPath } from './tar-header.js';
 
 const BATCH = 128 * 1024;
+const YIELD_EVERY = 512 * 1024;
 
 /** Thrown into the producer when the consumer went away (destroyed the stream). */
 export class TarOutputClosedError extends OstreeOciError {}
@@ -43,10 +44,19 @@ export class TarOutput extends Readable {
     cb(err);
   }
 
+  private sinceYield = 0;
+
   private async pushOut(b: Buffer): Promise<void> {
     if (this.closedErr) throw this.closedErr;
     if (!this.push(b)) {
       await new Promise<void>((res) => (this.wake = res));
+      if (this.closedErr) throw this.closedErr;
+      this.sinceYield = 0;
+    } else if ((this.sinceYield += b.length) >= YIELD_EVERY) {
+      // The producer runs in microtasks; let the event loop deliver I/O and worker messages
+      // (e.g. a compressor's finished batch) now and then instead of only when the buffer is full.
+      this.sinceYield = 0;
+      await new Promise<void>((res) => setImmediate(res));
       if (this.closedErr) throw this.closedErr;
     }
   }

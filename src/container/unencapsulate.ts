@@ -15,6 +15,8 @@ import type { Repo } from '../ostree/repo.js';
 import { LABEL_COMMIT, LABEL_FINAL_DIFFID } from './encapsulate.js';
 import { CommitVerificationError, NotOstreeImageError } from './errors.js';
 import { CommitImporter, type ImportProgress, type ImportStats } from './tar-import.js';
+import type { ImportLimits } from '../limits.js';
+import { crashPoint } from '../testhooks.js';
 
 export interface UnencapsulateOptions extends OpenImageOptions {
   /** Set this ref to the imported commit (inside the transaction). */
@@ -23,6 +25,8 @@ export interface UnencapsulateOptions extends OpenImageOptions {
   verifyCommit?: string;
   /** Fail unless the image carries detached metadata for the commit. */
   requireCommitmeta?: boolean;
+  /** Caps on hostile input (src/limits.ts); unset ones come from OSTREE_OCI_LIMITS and the defaults. */
+  limits?: Partial<ImportLimits>;
   onProgress?: (p: UnencapsulateProgress) => void;
 }
 
@@ -103,18 +107,22 @@ export async function unencapsulate(repo: Repo, imgref: string | ImageReference,
       const importer = new CommitImporter(repo, {
         ...(opts.verifyCommit ? { verifyCommit: opts.verifyCommit } : {}),
         ...(opts.requireCommitmeta ? { requireCommitmeta: true } : {}),
+        ...(opts.limits ? { limits: opts.limits } : {}),
         ...(opts.onProgress ? { onProgress: (p: ImportProgress) => opts.onProgress!({ ...p, layers: total }) } : {}),
       });
-      await importer.importLayer(img.openLayer(layout.commitLayer), 'commit', layerName(layout.commitLayer));
+      const layerOpts = opts.limits ? { limits: opts.limits } : {};
+      await importer.importLayer(img.openLayer(layout.commitLayer, layerOpts), 'commit', layerName(layout.commitLayer));
       if (labelCommit !== undefined && labelCommit !== importer.checksum) {
         throw new CommitVerificationError(`${where}: label ${LABEL_COMMIT} is ${labelCommit}, but the commit layer holds ${importer.checksum}`, {
           label: labelCommit,
           commit: importer.checksum,
         });
       }
-      for (const i of layout.chunks) await importer.importLayer(img.openLayer(i), 'object-set', layerName(i));
+      for (const i of layout.chunks) await importer.importLayer(img.openLayer(i, layerOpts), 'object-set', layerName(i));
       const r = await importer.finish();
+      crashPoint();
       if (opts.ref) repo.setRef(opts.ref, r.checksum);
+      crashPoint();
       return r;
     });
     const result: UnencapsulateResult = {

@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { createHash, type Hash } from 'node:crypto';
-import { UsageError } from '../errors.js';
+import { OstreeOciError, UsageError } from '../errors.js';
+import { resolveLimits, type ImportLimits } from '../limits.js';
+import { DecompressedSizeLimit } from './limit-stream.js';
 import { packLayoutToArchive } from './archive.js';
 import { decompressionStage } from './compression.js';
 import { sha256Digest, VerifyStream } from './digest.js';
@@ -89,9 +91,10 @@ export interface OciImage {
   openLayerCompressed(i: number): Readable;
   /**
    * Verified, decompressed tar of layer i (blob digest + size, then diffid). Throws synchronously
-   * for a bad index or an unknown media type; data errors arrive as stream errors.
+   * for a bad index or an unknown media type; data errors arrive as stream errors. Compressed
+   * layers are capped at `limits.maxLayerRatio` × their blob size (decompression bombs).
    */
-  openLayer(i: number): Readable;
+  openLayer(i: number, opts?: { limits?: Partial<ImportLimits> }): Readable;
   close(): Promise<void>;
 }
 
@@ -267,18 +270,21 @@ class OpenedImage implements OciImage {
     return this.openBlob(d, `layer ${i} blob ${d.digest} in ${this.source.location}`);
   }
 
-  openLayer(i: number): Readable {
+  openLayer(i: number, opts: { limits?: Partial<ImportLimits> } = {}): Readable {
     const d = this.layerAt(i);
     const where = `layer ${i} (${d.digest}) of ${this.source.location}`;
     const comp = layerCompression(d.mediaType);
     if (comp === undefined) throw new UnsupportedMediaTypeError(d.mediaType, where);
+    const limits = resolveLimits(opts.limits);
     const what = `layer ${i} blob ${d.digest} in ${this.source.location}`;
     const stages: Transform[] = [new VerifyStream({ digest: d.digest, size: d.size }, what)];
     const dec = decompressionStage(comp);
-    if (dec) stages.push(dec);
+    if (dec) stages.push(dec, new DecompressedSizeLimit(limits, d.size, where));
     stages.push(new DiffIdCheck(i, d.digest, this.diffIds[i]!));
     return chain(this.source.openRaw(d.digest), stages, (e) =>
-      (e as NodeJS.ErrnoException).syscall
+      e instanceof OstreeOciError
+        ? e
+        : (e as NodeJS.ErrnoException).syscall
         ? contextError(e, `${what}: read failed`)
         : contextError(e, `${where}: ${comp} decompression failed (${d.mediaType})`, LayerDecompressError),
     );

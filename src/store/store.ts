@@ -313,20 +313,23 @@ function readImageStateByRef(repo: Repo, imageRef: string, imgref: string): Imag
   let mode: StoreMode;
   let src: Commit;
   let metaCommit: string | null = null;
-  if (metaString(c, META_MANIFEST_DIGEST) !== undefined) {
+  // The metadata ref wins when it names this commit: B itself may carry ostree.manifest* keys
+  // (an image built from a merge commit), which then describe some older image.
+  metaCommit = repo.resolveRevIfExists(mRef);
+  const meta = metaCommit ? repo.loadCommit(metaCommit).commit : null;
+  if (meta && metaString(meta, META_IMAGE_COMMIT) === commit) {
+    mode = 'direct';
+    src = meta;
+  } else if (metaString(c, META_MANIFEST_DIGEST) !== undefined) {
     mode = 'merge';
     src = c;
+    metaCommit = null;
+  } else if (meta) {
+    throw new StoreError(
+      `image ${imgref}: metadata commit ${metaCommit} (${mRef}) is for commit ${metaString(meta, META_IMAGE_COMMIT) ?? '(none)'}, but ${imageRef} points at ${commit}`,
+    );
   } else {
-    metaCommit = repo.resolveRevIfExists(mRef);
-    if (!metaCommit) {
-      throw new StoreError(`image ${imgref}: ${imageRef} points at ${commit}, which has no ${META_MANIFEST_DIGEST} metadata, and ${mRef} does not exist`);
-    }
-    src = repo.loadCommit(metaCommit).commit;
-    const target = metaString(src, META_IMAGE_COMMIT);
-    if (target !== commit) {
-      throw new StoreError(`image ${imgref}: metadata commit ${metaCommit} (${mRef}) is for commit ${target ?? '(none)'}, but ${imageRef} points at ${commit}`);
-    }
-    mode = 'direct';
+    throw new StoreError(`image ${imgref}: ${imageRef} points at ${commit}, which has no ${META_MANIFEST_DIGEST} metadata, and ${mRef} does not exist`);
   }
   const where = `image ${imgref} (${mode === 'merge' ? `commit ${commit}` : `metadata commit ${metaCommit}`})`;
   const manifestDigest = metaString(src, META_MANIFEST_DIGEST);

@@ -1,9 +1,10 @@
 /**
  * The image/directory side of `ostree-oci composefs` (attached to the group by composefs.ts):
  *
- *   composefs IMGREF | --dir PATH [-o IMAGE] [--dump] [--print-digest]
+ *   composefs IMGREF | --dir PATH | --repo R REV [-o IMAGE] [--dump] [--print-digest]
  *             [--boot-variant] [--root-metadata image|synthesize|from-usr] [--xattrs allowlist|all]
- *       an OCI image's merged layers (or a directory) → composefs image / dumpfile / digest
+ *       an OCI image's merged layers (or a directory, or a commit) → composefs image / dumpfile /
+ *       digest
  *   composefs diff A B [--json] [--max N]
  *       first differing paths and fields of two trees (image file, dumpfile, repo:PATH:REV,
  *       IMGREF, dir:PATH)
@@ -16,6 +17,7 @@ import { endProgress, printJson, progress } from '../output.js';
 
 interface SourceOpts {
   dir?: string;
+  repo?: string;
   output?: string;
   dump?: boolean;
   printDigest?: boolean;
@@ -52,16 +54,23 @@ const ruleOptions = (c: Command): Command =>
     .option('--no-tls-verify', 'do not verify TLS for docker:// references');
 
 export function registerImageSources(group: Command): void {
+  // The group's own options (e.g. --boot-variant) are recognised only before a sub-command name,
+  // so that `composefs diff A B --boot-variant` reaches diff.
+  group.enablePositionalOptions();
   ruleOptions(
     group
-      .argument('[IMGREF]', 'OCI image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker://NAME[:TAG] (or use --dir)')
+      .argument('[IMGREF]', 'OCI image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker://NAME[:TAG] (or --dir PATH, or REV with --repo)')
       .option('--dir <PATH>', 'read a directory (e.g. an extracted image) instead of an image')
+      .option('--repo <PATH>', 'the argument is a commit of this ostree repository (libostree\'s composefs rules; with --boot-variant)')
       .option('-o, --output <IMAGE>', 'write the composefs image (atomically; `-` for stdout)')
       .option('--dump', 'print the image\'s dumpfile on stdout (as `composefs-info dump` would)')
       .option('--print-digest', 'print the composefs digest (the default when neither -o nor --dump is given)'),
   ).action(async (imgref: string | undefined, opts: SourceOpts) => {
     if ((imgref === undefined) === (opts.dir === undefined)) {
-      throw new UsageError(imgref === undefined ? 'composefs needs an IMGREF or --dir PATH (or a sub-command; see --help)' : 'give either IMGREF or --dir, not both');
+      throw new UsageError(imgref === undefined ? 'composefs needs an IMGREF, --dir PATH or --repo R REV (or a sub-command; see --help)' : 'give either IMGREF or --dir, not both');
+    }
+    if (opts.repo !== undefined && (opts.dir !== undefined || opts.rootMetadata !== 'image' || opts.xattrs !== 'allowlist')) {
+      throw new UsageError('--repo R REV uses libostree\'s rules: --dir, --root-metadata and --xattrs do not apply');
     }
     if (opts.dump && opts.printDigest) throw new UsageError('--dump and --print-digest both write to stdout; use one (with -o for the image)');
     if (opts.output === '-' && (opts.dump || opts.printDigest)) throw new UsageError('-o - writes the image to stdout; it cannot be combined with --dump or --print-digest');
@@ -70,7 +79,18 @@ export function registerImageSources(group: Command): void {
     const tick = progress('composefs');
     let root: TreeNode;
     try {
-      if (opts.dir !== undefined) {
+      if (opts.repo !== undefined) {
+        const { Repo } = await import('../../ostree/repo.js');
+        const { treeFromCommit } = await import('../../composefs/sources/ostree-commit.js');
+        const { bootVariantOf } = await import('../../composefs/sources/image-tree.js');
+        const repo = Repo.open(opts.repo);
+        try {
+          root = (await treeFromCommit(repo, imgref!, { onProgress: (d, n) => tick(`${d}/${n} files`) })).root;
+        } finally {
+          repo.close();
+        }
+        if (rules.bootVariant) root = bootVariantOf(root);
+      } else if (opts.dir !== undefined) {
         const { treeFromDirectory } = await import('../../composefs/sources/directory.js');
         root = await treeFromDirectory(opts.dir, { ...rules, onProgress: (d, n) => tick(`${d}/${n} files`) });
       } else {

@@ -6,7 +6,7 @@
  * chunks (no per-line copies), so memory is the tree plus one chunk.
  */
 import type { Readable } from 'node:stream';
-import { TreeNode, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, isValidType } from '../../tree/model.js';
+import { TreeNode, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, isValidType, type Xattr } from '../../tree/model.js';
 import { DumpfileSyntaxError, type DumpfileField } from '../errors.js';
 import {
   LCFS_INLINE_CONTENT_MAX,
@@ -117,6 +117,8 @@ export class DumpfileParser {
   private readonly internRawKeys: (Buffer | undefined)[] = new Array(INTERN_SLOTS);
   private readonly internVals: (Buffer | undefined)[] = new Array(INTERN_SLOTS);
   private readonly internIsKey = new Uint8Array(INTERN_SLOTS);
+  private readonly pairs = new Map<Buffer, Xattr>();
+  private readonly xlist: Xattr[] = [];
   private lastSecIn: number | bigint = 0;
   private lastSecOut = 0n;
   private ended = false;
@@ -286,8 +288,8 @@ export class DumpfileParser {
     const nsecV = strtoullField(b, ns0, te, 10);
     if (nsecV === undefined) throw new LineError(`Invalid integer ${b.toString('latin1', ns0, te)}`, 'MTIME');
 
-    const payload = this.unescapeOptionalCStr(b, fs[F.PAYLOAD]!, fe[F.PAYLOAD]!, 'PAYLOAD');
-    const content = this.unescapeOptional(b, fs[F.CONTENT]!, fe[F.CONTENT]!, 'CONTENT');
+    const payload = this.ownedOptional(b, fs[F.PAYLOAD]!, fe[F.PAYLOAD]!, 'PAYLOAD', true);
+    const content = this.ownedOptional(b, fs[F.CONTENT]!, fe[F.CONTENT]!, 'CONTENT', false);
     if (content && BigInt(content.length) !== size) {
       throw new LineError(
         `Invalid content size ${content.length}, must match size ${BigInt.asIntN(64, size)}`,
@@ -314,7 +316,7 @@ export class DumpfileParser {
       if (!payload || payload.length === 0 || payload.length >= PATH_MAX) {
         throw new LineError('Invalid symlink', 'PAYLOAD');
       }
-      node.payload = retain(payload, b);
+      node.payload = payload;
       node.size = BigInt(payload.length);
       if (this.strict) {
         if (size !== BigInt(payload.length)) {
@@ -327,7 +329,7 @@ export class DumpfileParser {
       }
     } else {
       if (payload && payload.length >= PATH_MAX) throw new LineError('Invalid payload', 'PAYLOAD');
-      node.payload = payload && retain(payload, b);
+      node.payload = payload;
       if (content) {
         if (content.length > LCFS_INLINE_CONTENT_MAX) {
           throw new LineError(
@@ -335,7 +337,7 @@ export class DumpfileParser {
             'CONTENT',
           );
         }
-        node.content = content.length > 0 ? retain(content, b) : undefined;
+        node.content = content.length > 0 ? content : undefined;
         node.size = BigInt(content.length);
       }
     }
@@ -350,7 +352,8 @@ export class DumpfileParser {
   }
 
   private parseXattrs(node: TreeNode, b: Buffer, xs: number, le: number): void {
-    const list: { key: Buffer; value: Buffer }[] = [];
+    const list = this.xlist;
+    list.length = 0;
     let budget = 0;
     while (xs < le) {
       let itemEnd = xs;
@@ -363,15 +366,26 @@ export class DumpfileParser {
       }
       if (eq < 0) throw new LineError('Missing = in xattr', 'XATTRS');
       const key = this.internRaw(b, xs, eq, true);
-      const value =
-        itemEnd - eq - 1 <= 128
-          ? this.internRaw(b, eq + 1, itemEnd, false)
-          : retain(this.unescape(b, eq + 1, itemEnd, 'XATTRS'), b);
-      budget = setXattrBudgeted(list, key, value, budget);
+      let pair: Xattr | undefined;
+      if (itemEnd - eq - 1 <= 128) {
+        // interned key and value: share the (immutable) pair object too
+        const value = this.internRaw(b, eq + 1, itemEnd, false);
+        pair = this.pairs.get(value);
+        if (!pair || pair.key !== key) {
+          pair = { key, value };
+          if (this.pairs.size > 100_000) this.pairs.clear();
+          this.pairs.set(value, pair);
+        }
+      } else {
+        pair = { key, value: retain(this.unescape(b, eq + 1, itemEnd, 'XATTRS'), b) };
+      }
+      budget = setXattrBudgeted(list, pair, budget);
       if (budget < 0) throw new LineError("Can't set xattr", 'XATTRS');
       xs = itemEnd < le ? itemEnd + 1 : le;
     }
-    node.xattrs = list;
+    // an exactly sized array (a pushed-to array keeps spare capacity)
+    node.xattrs = list.length === 1 ? [list[0]!] : list.slice();
+    list.length = 0;
   }
 
   /** mtime seconds as a signed 64-bit bigint, reusing the previous value (dumps repeat them). */
@@ -576,9 +590,15 @@ export class DumpfileParser {
     return z >= 0 ? v.subarray(0, z) : v;
   }
 
-  private unescapeOptional(b: Buffer, s: number, e: number, field: DumpfileField): Buffer | undefined {
+  /** An optional field as a Buffer of its own (never a view of the input). */
+  private ownedOptional(b: Buffer, s: number, e: number, field: DumpfileField, cstr: boolean): Buffer | undefined {
     if (e - s === 1 && b[s] === 0x2d) return undefined;
-    return this.unescape(b, s, e, field);
+    const bs = this.findBackslash(b, s);
+    if (bs < 0 || bs >= e) return copyRange(b, s, e); // no escapes, so no NUL either
+    const v = this.unescape(b, s, e, field); // fresh
+    if (!cstr) return v;
+    const z = v.indexOf(0);
+    return z >= 0 ? v.subarray(0, z) : v;
   }
 
   private unescapeOptionalCStr(b: Buffer, s: number, e: number, field: DumpfileField): Buffer | undefined {
@@ -668,7 +688,9 @@ function u32Field(b: Buffer, s: number, e: number, base: 8 | 10, field: Dumpfile
  * lcfs_node_set_xattr() on a node being parsed: replaces an existing key, enforces the key
  * length (1..255) and the 32767-byte per-inode budget. Returns the new budget, or −1 on error.
  */
-function setXattrBudgeted(xs: { key: Buffer; value: Buffer }[], key: Buffer, value: Buffer, budget: number): number {
+function setXattrBudgeted(xs: Xattr[], pair: Xattr, budget: number): number {
+  const key = pair.key;
+  const value = pair.value;
   if (key.length === 0 || key.length > XATTR_NAME_MAX) return -1;
   if (value.length > 0xffff) return -1;
   for (let i = 0; i < xs.length; i++) {
@@ -685,7 +707,7 @@ function setXattrBudgeted(xs: { key: Buffer; value: Buffer }[], key: Buffer, val
   let entry = LCFS_XATTR_ENTRY_OVERHEAD + key.length + value.length;
   if (xs.length === 0) entry += LCFS_XATTR_HEADER_SIZE;
   if (budget + entry > LCFS_INODE_EXTERNAL_XATTR_MAX) return -1;
-  xs.push({ key, value });
+  xs.push(pair);
   return budget + entry;
 }
 

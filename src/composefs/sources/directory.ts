@@ -231,7 +231,7 @@ export async function treeFromDirectory(dir: string, opts: DirectoryTreeOptions 
         } else if (inode.size >= BigInt(PARALLEL_MIN)) {
           setDigest(inode, await fsverityDigestFile(fsPath(path)));
         } else if (pool && inode.size >= BigInt(POOL_MIN)) {
-          const p = (await streamToPool(pool, path, Number(inode.size))).then((d) => setDigest(inode, d));
+          const p = (await streamToPool(pool, path, Number(inode.size))).digest.then((d) => setDigest(inode, d));
           p.catch(() => {});
           pending.push(p);
         } else {
@@ -261,7 +261,7 @@ function setDigest(inode: Inode, d: Buffer): void {
 }
 
 /** Read a file and stream it to the pool; resolves (once queued) to the digest's promise. */
-async function streamToPool(pool: HashPool, path: Buffer, size: number): Promise<Promise<Buffer>> {
+async function streamToPool(pool: HashPool, path: Buffer, size: number): Promise<{ digest: Promise<Buffer> }> {
   const f = pool.file(size);
   const fd = openSync(path, 'r');
   try {
@@ -280,7 +280,7 @@ async function streamToPool(pool: HashPool, path: Buffer, size: number): Promise
   } finally {
     closeSync(fd);
   }
-  return f.end();
+  return { digest: f.end() };
 }
 const READ_BUF = Buffer.allocUnsafeSlow(1 << 20);
 

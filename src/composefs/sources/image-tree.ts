@@ -70,6 +70,8 @@ export interface Inode {
   rdev: bigint;
   size: bigint;
   mtimeSec: bigint;
+  /** Nanoseconds (only trees converted from a TreeNode carry them; the image rules use seconds). */
+  mtimeNsec?: number;
   xattrs: Xattr[];
   /** Symlink target, or the `hh/rest` backing path of an external regular file. */
   payload?: Buffer | undefined;
@@ -263,12 +265,12 @@ export function finalizeTree(tree: BuildTree, opts: ImageTreeOptions, where: str
   }
   if (opts.bootVariant) {
     const usr = tree.root.kids!.get('usr');
-    const mtime = usr?.kids ? usr.inode.mtimeSec : tree.root.inode.mtimeSec;
+    const from = usr?.kids ? usr.inode : tree.root.inode;
     for (const name of ['boot', 'sysroot']) {
       const e = tree.root.kids!.get(name);
       if (!e?.kids) continue;
       e.kids.clear();
-      e.inode = { ...e.inode, mtimeSec: mtime };
+      e.inode = { ...e.inode, mtimeSec: from.mtimeSec, mtimeNsec: from.mtimeNsec };
     }
   }
   return toTreeNode(tree.root);
@@ -303,7 +305,7 @@ function toTreeNode(root: Entry): TreeNode {
     n.rdev = i.rdev;
     n.size = i.size;
     n.mtimeSec = i.mtimeSec;
-    n.mtimeNsec = 0;
+    n.mtimeNsec = i.mtimeNsec ?? 0;
     n.xattrs = i.xattrs.map((x) => ({ key: x.key, value: x.value }));
     if (i.opaque) n.setXattr(OPAQUE_KEY, OPAQUE_VALUE);
     n.payload = i.payload;
@@ -330,4 +332,49 @@ function toTreeNode(root: Entry): TreeNode {
     }
   }
   return top;
+}
+
+/** A build tree holding exactly the tree `root` (hardlink nodes share their owner's inode). */
+export function buildTreeOf(root: TreeNode): BuildTree {
+  const inodes = new Map<TreeNode, Inode>();
+  const inodeOf = (n: TreeNode): Inode => {
+    const o = n.resolve();
+    let i = inodes.get(o);
+    if (!i) {
+      i = {
+        mode: o.mode,
+        uid: o.uid,
+        gid: o.gid,
+        rdev: o.rdev,
+        size: o.size,
+        mtimeSec: o.mtimeSec,
+        mtimeNsec: o.mtimeNsec,
+        xattrs: o.xattrs.map((x) => ({ key: x.key, value: x.value })),
+        payload: o.payload,
+        content: o.content,
+        digest: o.digest,
+      };
+      inodes.set(o, i);
+    }
+    return i;
+  };
+  const tree = new BuildTree(inodeOf(root));
+  const stack: [TreeNode, Entry][] = [[root, tree.root]];
+  while (stack.length) {
+    const [n, e] = stack.pop()!;
+    for (const c of n.children()) {
+      const ce = new Entry(inodeOf(c));
+      e.kids!.set(key(c.name), ce);
+      if (ce.kids) stack.push([c, ce]);
+    }
+  }
+  return tree;
+}
+
+/**
+ * The boot variant of any tree (e.g. an ostree commit's): `/boot` and `/sysroot` emptied, with
+ * `/usr`'s mtime — the same transform `--boot-variant` applies to images and directories.
+ */
+export function bootVariantOf(root: TreeNode): TreeNode {
+  return finalizeTree(buildTreeOf(root), { bootVariant: true }, '/');
 }
