@@ -39,3 +39,17 @@ export * as cfs from './cfs/index.js';
 export { migrateCommit, CfsRepo } from './cfs/index.js';
 export * as store from './store/index.js';
 export { pullImage } from './store/index.js';
+export { treeFromImage, scanLayer, applyLayer, layerAloneTree, type LayerScan, type ImageLayersOptions } from './composefs/sources/oci-layers.js';
+export { treeFromDirectory, type DirectoryTreeOptions } from './composefs/sources/directory.js';
+export { bootVariantOf, type ImageTreeOptions, type XattrPolicy, type RootMetadataPolicy } from './composefs/sources/image-tree.js';
+export { ComposefsSourceError } from './composefs/sources/errors.js';
+export {
+  computeImageDigests,
+  sealImage,
+  verifyImageComposefs,
+  ComposefsLayerTap,
+  ANNOTATION_COMPOSEFS_DIGEST,
+  ANNOTATION_LAYER_DIGEST,
+  type ImageDigests,
+} from './composefs/image-digests.js';
+export { diffTrees, loadTree, type Difference, type DiffResult } from './composefs/diff.js';

@@ -213,7 +213,7 @@ export async function makeRichLayers(dir: string, opts: { rootEntry?: boolean; l
   execFileSync('setfattr', ['-n', 'security.capability', '-v', '0sAQAAAgAgAAAAAAAAAAAAAAAAAAA=', big]);
   linkSync(big, join(l0, 'usr/bin/big-link'));
   w('usr/lib/empty', '');
-  w('usr/lib/exactly64', Buffer.alloc(64, 0x41));
+  setx(w('usr/lib/exactly64', Buffer.alloc(64, 0x41)), 'trusted.kept-by-all', 'x');
   w('usr/lib/bytes65', Buffer.alloc(65, 0x42));
   // 1.5 MiB of pseudo-random bytes: hashed on the worker thread (≥ 256 KiB).
   w('usr/lib/random', Buffer.concat(Array.from({ length: 48 * 1024 }, (_x, i) => createHash('sha256').update(String(i)).digest())));

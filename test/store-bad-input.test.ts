@@ -12,7 +12,6 @@ import { once } from 'node:events';
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileSync as wf } from 'node:fs';
 import { escapeRef } from '../src/store/refescape.js';
 import { ostreeCommit } from '../scripts/lib/sample-tree.js';
 import { blobPath, readLayerTar, readLayout, readTarEntries, rewriteLayer, writeConfigAndManifest, writeTarEntries } from './container-helpers.js';
@@ -21,7 +20,7 @@ import { buildDerivedImage, newRepo, refs, run, runJson, signedComposefsRepo } f
 
 const root = tmp(t, 'ostree-oci-store-bad-');
 const src = signedComposefsRepo(root);
-wf(join(root, 'tree', 'usr/share/doc/README'), 'version 2\n');
+writeFileSync(join(root, 'tree', 'usr/share/doc/README'), 'version 2\n');
 ostreeCommit(src.repo, join(root, 'tree'), { branch: 'plain2', timestamp: 1_700_000_100 });
 const v2 = run('commit-composefs', '--repo', src.repo, 'plain2', '-b', 'v2').trim();
 run('sign', '--repo', src.repo, 'v2', '--keyfile', src.key);

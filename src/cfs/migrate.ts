@@ -41,6 +41,7 @@ import { storeOciImage, type OciStoreResult } from './oci.js';
 import { checkRefName, checkTag } from './refs.js';
 import { CfsRepo } from './repository.js';
 import { INLINE_CONTENT_MAX } from './tar-split.js';
+import { crashPoint } from '../testhooks.js';
 
 
 export type MigratePhase = 'tree' | 'verify' | 'objects' | 'image' | 'oci';
@@ -218,6 +219,7 @@ export async function migrateCommit(repo: Repo, rev: string, cfsPath: string, op
           throw e;
         }
         progress('objects', ++done, todo.length);
+        crashPoint();
       }
     };
     const lanes = Math.max(1, opts.jobs ?? (direct ? 4 : 1));
@@ -248,7 +250,9 @@ export async function migrateCommit(repo: Repo, rev: string, cfsPath: string, op
     progress('image', 0, 1);
     const image = buildErofs(root, { minVersion: 0, maxVersion: 1 });
     const stored = await storeImage(store, image);
+    crashPoint();
     await publishImage(cfs, stored.hex, opts.name);
+    crashPoint();
     progress('image', 1, 1);
 
     const result: MigrationReport = {

@@ -468,10 +468,15 @@ export class CommitImporter {
       await this.queueWrite(csum, Buffer.concat([prefix, payload]), at);
     } else {
       while (this.inflight.size > 1) await Promise.race(this.inflight);
+      // When the layer stream fails mid-object (digest, diffid, a cap), libostree only sees a short
+      // read: report the stream's own error, which names the real cause.
+      const body = r.bodyStream();
+      let inputError: unknown;
+      body.on('error', (e) => (inputError ??= e));
       try {
-        await this.repo.writeContent(csum, { header, payload: { stream: r.bodyStream(), length: size } });
+        await this.repo.writeContent(csum, { header, payload: { stream: body, length: size } });
       } catch (err) {
-        throw withContext(err, at, 'file', csum);
+        throw withContext(inputError ?? err, at, 'file', csum);
       }
     }
     this.content.add(csum);

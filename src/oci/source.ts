@@ -10,8 +10,8 @@
  *
  * Sources hand out *raw* (unverified) streams; verification lives in image.ts (openBlob).
  */
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BlobNotFoundError, OciFormatError } from './errors.js';
@@ -44,6 +44,65 @@ async function readOptional(path: string): Promise<Buffer | undefined> {
   }
 }
 
+/**
+ * Open a file of an untrusted layout for reading: a FIFO must not block the open (O_NONBLOCK),
+ * and anything but a regular file (directory, FIFO, device such as a symlink to /dev/zero) is an
+ * OciFormatError naming `what`. Undefined when the file does not exist.
+ */
+async function openRegular(path: string, what: string): Promise<FileHandle | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    throw new OciFormatError(`${what}: cannot open ${path}: ${(e as Error).message}`, { code });
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new OciFormatError(`${what}: ${path} is not a regular file`);
+    return fh;
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+
+/** A whole small file of an untrusted layout (regular files only, at most `limit` bytes). */
+async function readSmallRegular(path: string, limit: number, what: string): Promise<Buffer | undefined> {
+  const fh = await openRegular(path, what);
+  if (!fh) return undefined;
+  try {
+    const { size } = await fh.stat();
+    if (size > limit) throw new OciFormatError(`${what}: ${size} bytes is more than the ${limit} allowed`);
+    const buf = Buffer.alloc(size);
+    let n = 0;
+    while (n < size) {
+      const { bytesRead } = await fh.read(buf, n, size - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    return buf.subarray(0, n);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Blob bytes of an untrusted layout: regular files only (see openRegular). */
+function regularFileStream(path: string, digest: string, location: string): Readable {
+  return Readable.from(
+    (async function* () {
+      const fh = await openRegular(path, `blob ${digest} in ${location}`);
+      if (!fh) throw new BlobNotFoundError(digest, location);
+      yield* fh.createReadStream({ highWaterMark: 256 * 1024 });
+    })(),
+    { objectMode: false },
+  );
+}
+
+/** Largest index.json accepted (as a manifest). */
+const MAX_INDEX_JSON = 4 << 20;
+
 function fileStream(path: string, digest: string, location: string, start?: number, size?: number): Readable {
   if (size === 0) return Readable.from([]);
   const s = createReadStream(path, start === undefined ? { highWaterMark: 256 * 1024 } : { start, end: start + size! - 1, highWaterMark: 256 * 1024 });
@@ -70,7 +129,7 @@ export class OciDirSource implements BlobSource {
     return join(this.dir, 'blobs', 'sha256', digestHex(digest));
   }
   async readIndexJson(): Promise<Buffer | undefined> {
-    const b = await readOptional(join(this.dir, 'index.json'));
+    const b = await readSmallRegular(join(this.dir, 'index.json'), MAX_INDEX_JSON, `${this.location} index.json`);
     if (b === undefined) {
       const st = await stat(this.dir).catch(() => undefined);
       throw new OciFormatError(
@@ -83,7 +142,7 @@ export class OciDirSource implements BlobSource {
     return undefined;
   }
   openRaw(digest: string): Readable {
-    return fileStream(this.blobPath(digest), digest, this.location);
+    return regularFileStream(this.blobPath(digest), digest, this.location);
   }
   async hasBlob(digest: string, size?: number): Promise<boolean> {
     const st = await stat(this.blobPath(digest)).catch(() => undefined);

@@ -231,6 +231,13 @@ export function parseConfig(bytes: Buffer, where: string): ImageConfig {
   ids.forEach((d, i) => checkDigest(d, `${where}.rootfs.diff_ids[${i}]`));
   if (typeof v['architecture'] !== 'string') throw new OciFormatError(`${where}.architecture: missing or not a string`);
   if (typeof v['os'] !== 'string') throw new OciFormatError(`${where}.os: missing or not a string`);
+  // The fields this project reads must have their spec'd shape: a malformed `config` or `Labels`
+  // must not read as "no labels" (that would turn an ostree image into a non-ostree one).
+  const cc = v['config'];
+  if (cc !== undefined && cc !== null) {
+    if (!isObj(cc)) throw new OciFormatError(`${where}.config: must be an object, got ${Array.isArray(cc) ? 'an array' : typeof cc}`);
+    if (cc['Labels'] !== null) checkStringMap(cc['Labels'], `${where}.config.Labels`);
+  }
   return v as unknown as ImageConfig;
 }
 

@@ -30,6 +30,8 @@ import {
 } from '../oci/index.js';
 import { chain, contextError } from '../oci/stream-util.js';
 import { openRegistryImage } from './registry.js';
+import { LimitError, resolveLimits, type ImportLimits } from '../limits.js';
+import { DecompressedSizeLimit } from '../oci/limit-stream.js';
 
 export interface StoreImage {
   readonly ref: ImageReference;
@@ -121,7 +123,7 @@ export function checkLayerMediaType(img: StoreImage, i: number): void {
  * The verified, decompressed tar of layer i; `counter` (if given) sees the compressed bytes.
  * Data errors arrive as stream errors, naming the layer.
  */
-export function openLayerTar(img: StoreImage, i: number, counter?: ByteCounter): Readable {
+export function openLayerTar(img: StoreImage, i: number, counter?: ByteCounter, limits?: Partial<ImportLimits>): Readable {
   if (!Number.isInteger(i) || i < 0 || i >= img.layers.length) {
     throw new OciError(`${img.location}: layer index ${i} out of range (image ${img.manifestDigest} has ${img.layers.length} layers)`);
   }
@@ -132,10 +134,13 @@ export function openLayerTar(img: StoreImage, i: number, counter?: ByteCounter):
   const stages: Transform[] = [];
   if (counter) stages.push(counter);
   const dec = decompressionStage(comp);
-  if (dec) stages.push(dec);
+  // Decompression bombs: at most limits.maxLayerRatio × the blob size comes out (src/limits.ts).
+  if (dec) stages.push(dec, new DecompressedSizeLimit(resolveLimits(limits), d.size, where));
   stages.push(new DiffIdCheck(i, d.digest, img.diffIds[i]!));
   return chain(img.openLayerCompressed(i), stages, (e) =>
-    (e as NodeJS.ErrnoException).syscall || e instanceof OciError
+    e instanceof LimitError
+      ? e
+      : (e as NodeJS.ErrnoException).syscall || e instanceof OciError
       ? contextError(e, `${where}: read failed`)
       : contextError(e, `${where}: ${comp} decompression failed (${d.mediaType})`, LayerDecompressError),
   );

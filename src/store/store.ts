@@ -29,6 +29,7 @@ import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { ObjectType } from '../../ostree-bindings/index.js';
 import { CommitImporter, type ImportStats } from '../container/tar-import.js';
+import type { ImportLimits } from '../limits.js';
 import { TarReader } from '../container/tar-reader.js';
 import { normalizeEntryPath, parseRepoPath, REPO_PREFIX } from '../container/paths.js';
 import { LABEL_COMMIT, LABEL_FINAL_DIFFID } from '../container/encapsulate.js';
@@ -76,6 +77,8 @@ export type LayerRole = 'commit' | 'chunk' | 'derived';
 export interface PullOptions extends StoreImageOptions {
   /** Pure ostree images: `direct` (default, image ref → original commit) or `merge`. */
   mode?: StoreMode;
+  /** Caps on hostile input (src/limits.ts); unset ones come from OSTREE_OCI_LIMITS and the defaults. */
+  limits?: Partial<ImportLimits>;
   onProgress?: (p: PullProgress) => void;
 }
 
@@ -556,7 +559,7 @@ export async function pullImage(repo: Repo, imgrefIn: string | ImageReference, o
           opts.onProgress({ layer: i, layers: total, role: l.role, bytes: n, size: l.size });
         }
       });
-      return openLayerTar(img, i, counter);
+      return openLayerTar(img, i, counter, opts.limits);
     };
     const layerName = (i: number): string => `layer ${i} (${img.layers[i]!.digest}) of ${img.location}`;
 
@@ -567,7 +570,10 @@ export async function pullImage(repo: Repo, imgrefIn: string | ImageReference, o
         const missingChunks = layout.chunks.filter((i) => !layers[i]!.commit);
         const cl = layers[0]!;
         if (!cl.commit || missingChunks.length > 0) {
-          const importer = new CommitImporter(repo, labelCommit ? { verifyCommit: labelCommit } : {});
+          const importer = new CommitImporter(repo, {
+            ...(labelCommit ? { verifyCommit: labelCommit } : {}),
+            ...(opts.limits ? { limits: opts.limits } : {}),
+          });
           await importer.importLayer(open(0), 'commit', layerName(0));
           if (labelCommit !== undefined && labelCommit !== importer.checksum) {
             throw new CommitVerificationError(`${where}: label ${LABEL_COMMIT} is ${labelCommit}, but the commit layer holds ${importer.checksum}`);

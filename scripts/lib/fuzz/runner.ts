@@ -368,7 +368,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
           if (!e.typed) fail(`untyped error ${e.name}: ${e.message}\n${e.stack ?? ''}`);
           else if (e.message.length < 12) fail(`error message names nothing: ${JSON.stringify(e.message)}`);
           else if (expect === 'ok') fail(`false reject of a no-op mutation: ${res.error}`);
-          else if (mut.cap && op === 'unencapsulate' && !(e.cap === mut.cap || e.message.includes(mut.cap))) fail(`expected an error naming cap ${mut.cap}, got ${res.error}`);
+          else if (mut.cap && !(e.cap === mut.cap || e.message.includes(mut.cap))) fail(`expected an error naming cap ${mut.cap}, got ${res.error}`);
           else {
             const after = snapshot(repo);
             if (after !== before) fail(`repository changed after an error: ${diffSnap(before, after)}`);

@@ -215,7 +215,8 @@ interface Layout {
   nBlocks: Uint32Array;
   blkaddr: Uint32Array;
   isExt: Uint8Array;
-  meta: Buffer;
+  /** The metadata region [0, dataStart) in chunks of at most `window` bytes. */
+  metaChunks: (window: number, fresh: (n: number) => Buffer, recycle: (b: Buffer) => void) => Generator<Buffer>;
   dataStart: number;
   nDataBlocks: number;
 }
@@ -239,13 +240,30 @@ export class ErofsImage {
 
   /**
    * The image bytes in order: the metadata region, then data blocks in chunks of at most
-   * `chunkBlocks` blocks. Each yielded Buffer is fresh (safe to keep or write asynchronously).
+   * `chunkBlocks` blocks. Each yielded Buffer is fresh (safe to keep or write asynchronously),
+   * unless `reuse` is set: then the generator recycles its buffers, and a chunk is valid only
+   * until the next one is requested (no garbage: for a consumer that writes each chunk out).
    */
-  *chunks(chunkBlocks = 256): Generator<Buffer> {
+  *chunks(chunkBlocks = 256, reuse = false): Generator<Buffer> {
     const l = this.l;
-    yield l.meta;
+    const size = chunkBlocks * EROFS_BLKSIZ;
+    let spare: Buffer | undefined;
+    const fresh = (n: number): Buffer => {
+      if (reuse && spare && spare.length >= n) {
+        const b = spare.subarray(0, n).fill(0);
+        spare = undefined;
+        return b;
+      }
+      return Buffer.alloc(n);
+    };
+    const recycle = (b: Buffer): void => {
+      if (reuse && b.buffer.byteLength >= size && (!spare || spare.length < b.buffer.byteLength)) {
+        spare = Buffer.from(b.buffer, b.byteOffset, b.buffer.byteLength - b.byteOffset);
+      }
+    };
+    yield* l.metaChunks(Math.min(size, l.dataStart), fresh, recycle);
     if (l.nDataBlocks === 0) return;
-    let buf = Buffer.alloc(chunkBlocks * EROFS_BLKSIZ);
+    let buf = fresh(size);
     let dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     let used = 0;
     let emitted = 0;
@@ -268,7 +286,8 @@ export class ErofsImage {
             if (used === chunkBlocks) {
               yield buf;
               emitted += used;
-              buf = Buffer.alloc(chunkBlocks * EROFS_BLKSIZ);
+              recycle(buf);
+              buf = fresh(size);
               dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
               used = 0;
             }
@@ -284,7 +303,8 @@ export class ErofsImage {
           if (used === chunkBlocks) {
             yield buf;
             emitted += used;
-            buf = Buffer.alloc(chunkBlocks * EROFS_BLKSIZ);
+            recycle(buf);
+            buf = fresh(size);
             dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
             used = 0;
           }
@@ -297,7 +317,8 @@ export class ErofsImage {
         if (used === chunkBlocks) {
           yield buf;
           emitted += used;
-          buf = Buffer.alloc(chunkBlocks * EROFS_BLKSIZ);
+          recycle(buf);
+          buf = fresh(size);
           dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
           used = 0;
         }
@@ -373,7 +394,7 @@ export function buildErofs(root: TreeNode, opts: ErofsWriteOptions = {}): ErofsI
     b.resolveEntries();
     b.rewrite();
     b.layout();
-    return b.emit();
+    return b.finish();
   } catch (e) {
     // Report the error mkcomposefs would (its traversal order differs from ours).
     if (e instanceof ComposefsWriteError) throw firstErrorInCOrder(root, selectVersion(root, opts)) ?? e;
@@ -659,10 +680,21 @@ class Builder {
   resolveEntries(): void {
     const N = this.N;
     const nodes = this.nodes;
+    // inode index of every hardlink target (only those: a Map of all inodes costs memory)
     let index: Map<TreeNode, number> | undefined;
     if (this.hasLinks) {
+      const targets = new Set<TreeNode>();
+      for (const arr of this.dirents) {
+        if (!arr) continue;
+        for (const c of arr) {
+          if (!c.linkTo || c === DOT || c === DOTDOT) continue;
+          let x: TreeNode = c;
+          for (let steps = 0; x.linkTo && steps <= N + 1; steps++) x = x.linkTo;
+          targets.add(x);
+        }
+      }
       index = new Map();
-      for (let i = 0; i < N; i++) index.set(nodes[i]!, i);
+      for (let i = 0; i < N; i++) if (targets.has(nodes[i]!)) index.set(nodes[i]!, i);
     }
     this.dstart = new Int32Array(N);
     this.dtarget = new Int32Array(this.direntTotal);
@@ -997,6 +1029,7 @@ class Builder {
     }
     this.nShared[i] = ns;
     const xs = ns === 0 && local === 0 ? 0 : XATTR_IBODY_HEADER.SIZE + 4 * ns + local;
+    if (xs > XATTR_IBODY_HEADER.SIZE + 4 * 0xfffe) fail('EINVAL', n, `xattr area of ${xs} bytes is too large`);
     this.xattrSize[i] = xs;
 
     pos = roundUp32(pos);
@@ -1032,28 +1065,9 @@ class Builder {
 
   // -- emission of the metadata region (§6 steps 1–6) ---------------------------------------------------
 
-  emit(): ErofsImage {
-    const { N, dataStart, inodesEnd, nDataBlocks } = this;
-    const meta = Buffer.alloc(dataStart);
-    const mv = new DataView(meta.buffer, meta.byteOffset, meta.byteLength);
-    mv.setUint32(COMPOSEFS_HEADER.magic, LCFS_EROFS_MAGIC, true);
-    mv.setUint32(COMPOSEFS_HEADER.version, LCFS_EROFS_VERSION, true);
-    mv.setUint32(COMPOSEFS_HEADER.flags, this.hasAcl ? LCFS_EROFS_FLAGS_HAS_ACL : 0, true);
-    mv.setUint32(COMPOSEFS_HEADER.composefsVersion, this.version >>> 0, true);
-
-    const sb = EROFS_SUPER_OFFSET;
-    mv.setUint32(sb + SUPERBLOCK.magic, EROFS_SUPER_MAGIC_V1, true);
-    mv.setUint32(sb + SUPERBLOCK.featureCompat, EROFS_FEATURE_COMPAT_MTIME | EROFS_FEATURE_COMPAT_XATTR_FILTER, true);
-    meta[sb + SUPERBLOCK.blkszbits] = EROFS_BLKSIZ_BITS;
-    mv.setUint16(sb + SUPERBLOCK.rootNid, this.nid[0]! & 0xffff, true);
-    mv.setBigUint64(sb + SUPERBLOCK.inos, BigInt(N), true);
-    mv.setBigUint64(sb + SUPERBLOCK.buildTime, BigInt.asUintN(64, this.minSec), true);
-    mv.setUint32(sb + SUPERBLOCK.buildTimeNsec, this.minNsec, true);
-    mv.setUint32(sb + SUPERBLOCK.blocks, (dataStart / EROFS_BLKSIZ + nDataBlocks) >>> 0, true);
-    mv.setUint32(sb + SUPERBLOCK.metaBlkaddr, Math.floor(EROFS_INODES_START / EROFS_BLKSIZ), true);
-    mv.setUint32(sb + SUPERBLOCK.xattrBlkaddr, Math.floor(inodesEnd / EROFS_BLKSIZ) >>> 0, true);
-
-    const blkaddr = new Uint32Array(N);
+  finish(): ErofsImage {
+    const { N, dataStart, nDataBlocks } = this;
+    const blkaddr = (this.blkaddr = new Uint32Array(N));
     let nextBlock = dataStart / EROFS_BLKSIZ;
     for (let i = 0; i < N; i++) {
       const nb = this.nBlocks[i]!;
@@ -1061,15 +1075,8 @@ class Builder {
         blkaddr[i] = nextBlock;
         nextBlock += nb;
       }
-      this.emitInode(meta, mv, i, blkaddr[i]!);
     }
-
-    // shared xattr table
-    let sp = inodesEnd;
-    for (const id of this.sharedIds) sp = this.values.writeEntry(meta, sp, id);
-    if (sp !== inodesEnd + this.sharedSize) throw new Error('internal: shared xattr table size');
     if (nextBlock !== dataStart / EROFS_BLKSIZ + nDataBlocks) throw new Error('internal: block allocation');
-
     return new ErofsImage({
       version: this.version,
       nodes: this.nodes,
@@ -1081,13 +1088,80 @@ class Builder {
       nBlocks: this.nBlocks,
       blkaddr,
       isExt: this.isExt,
-      meta,
+      metaChunks: (w, fresh, recycle) => this.metaChunks(w, fresh, recycle),
       dataStart,
       nDataBlocks,
     });
   }
 
-  private emitInode(meta: Buffer, mv: DataView, i: number, blk: number): void {
+  blkaddr = new Uint32Array(0);
+
+  /**
+   * The metadata region, produced through a window of `W` bytes (inodes are in nid order, so
+   * everything before the next inode is final): header, superblock, inodes, shared xattr table,
+   * zero padding to the first data block.
+   */
+  *metaChunks(W: number, fresh: (n: number) => Buffer, recycle: (b: Buffer) => void): Generator<Buffer> {
+    const { N, dataStart, inodesEnd } = this;
+    let win = fresh(W);
+    let dv = new DataView(win.buffer, win.byteOffset, win.byteLength);
+    let base = 0;
+    // Emit everything before absolute offset `to` (zeros beyond the window) and restart the
+    // window there.
+    const flush = function* (to: number): Generator<Buffer> {
+      yield win.subarray(0, Math.min(to - base, W));
+      if (to - base > W) yield Buffer.alloc(to - base - W);
+      recycle(win);
+      win = fresh(W);
+      dv = new DataView(win.buffer, win.byteOffset, win.byteLength);
+      base = to;
+    };
+    this.writeHeader(win, dv);
+    let prevEnd = EROFS_INODES_START;
+    for (let i = 0; i < N; i++) {
+      const p = this.nid[i]! * EROFS_SLOTSIZE;
+      const end = p + (this.compact[i] ? INODE_COMPACT.SIZE : INODE_EXTENDED.SIZE) + this.xattrSize[i]! + this.tail[i]!;
+      if (p < prevEnd) throw new Error('internal: inodes overlap');
+      prevEnd = end;
+      if (end - base > W) yield* flush(p);
+      this.emitInode(win, dv, i, p - base);
+    }
+    if (roundUp32(prevEnd) !== inodesEnd) throw new Error('internal: inodes end');
+    let sp = inodesEnd;
+    for (const id of this.sharedIds) {
+      const e = this.values.size[id]!;
+      if (sp + e - base > W) yield* flush(sp);
+      this.values.writeEntry(win, sp - base, id);
+      sp += e;
+    }
+    if (sp !== inodesEnd + this.sharedSize) throw new Error('internal: shared xattr table size');
+    while (dataStart - base > W) yield* flush(Math.min(dataStart, base + W));
+    yield win.subarray(0, dataStart - base);
+    recycle(win);
+  }
+
+  private writeHeader(meta: Buffer, mv: DataView): void {
+    const { N, dataStart, inodesEnd, nDataBlocks } = this;
+    mv.setUint32(COMPOSEFS_HEADER.magic, LCFS_EROFS_MAGIC, true);
+    mv.setUint32(COMPOSEFS_HEADER.version, LCFS_EROFS_VERSION, true);
+    mv.setUint32(COMPOSEFS_HEADER.flags, this.hasAcl ? LCFS_EROFS_FLAGS_HAS_ACL : 0, true);
+    mv.setUint32(COMPOSEFS_HEADER.composefsVersion, this.version >>> 0, true);
+    const sb = EROFS_SUPER_OFFSET;
+    mv.setUint32(sb + SUPERBLOCK.magic, EROFS_SUPER_MAGIC_V1, true);
+    mv.setUint32(sb + SUPERBLOCK.featureCompat, EROFS_FEATURE_COMPAT_MTIME | EROFS_FEATURE_COMPAT_XATTR_FILTER, true);
+    meta[sb + SUPERBLOCK.blkszbits] = EROFS_BLKSIZ_BITS;
+    mv.setUint16(sb + SUPERBLOCK.rootNid, this.nid[0]! & 0xffff, true);
+    mv.setBigUint64(sb + SUPERBLOCK.inos, BigInt(N), true);
+    mv.setBigUint64(sb + SUPERBLOCK.buildTime, BigInt.asUintN(64, this.minSec), true);
+    mv.setUint32(sb + SUPERBLOCK.buildTimeNsec, this.minNsec, true);
+    mv.setUint32(sb + SUPERBLOCK.blocks, (dataStart / EROFS_BLKSIZ + nDataBlocks) >>> 0, true);
+    mv.setUint32(sb + SUPERBLOCK.metaBlkaddr, Math.floor(EROFS_INODES_START / EROFS_BLKSIZ), true);
+    mv.setUint32(sb + SUPERBLOCK.xattrBlkaddr, Math.floor(inodesEnd / EROFS_BLKSIZ) >>> 0, true);
+  }
+
+  /** Inode i (header, xattrs, inline tail) at meta[p]. */
+  private emitInode(meta: Buffer, mv: DataView, i: number, p: number): void {
+    const blk = this.blkaddr[i]!;
     const n = this.nodes[i]!;
     const m = this.mode[i]!;
     const t = m & S_IFMT;
@@ -1095,9 +1169,7 @@ class Builder {
     const tl = this.tail[i]!;
     const xs = this.xattrSize[i]!;
     const ext = this.isExt[i]!;
-    let p = this.nid[i]! * EROFS_SLOTSIZE;
     const xattrIcount = xs === 0 ? 0 : (xs - XATTR_IBODY_HEADER.SIZE) / 4 + 1;
-    if (xattrIcount > 0xffff) fail('EINVAL', n, `xattr area of ${xs} bytes is too large`);
     let layout = tl > 0 ? EROFS_INODE_FLAT_INLINE : EROFS_INODE_FLAT_PLAIN;
     let isize: number;
     if (t === S_IFDIR) isize = nb * EROFS_BLKSIZ + tl;
@@ -1236,7 +1308,8 @@ export async function writeImageFile(image: ErofsImage, path: string, observe?: 
   const fh = await open(tmp, 'wx', 0o644);
   let ok = false;
   try {
-    for (const chunk of image.chunks()) {
+    // each chunk is written before the next is produced: recycle the buffers
+    for (const chunk of image.chunks(256, true)) {
       observe?.(chunk);
       let off = 0;
       while (off < chunk.length) {

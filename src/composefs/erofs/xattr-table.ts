@@ -101,9 +101,16 @@ export class ValueTable {
   /** Count one use of (key, value); returns the pair's id. */
   intern(keyId: number, kind: number, ref: Buffer | TreeNode, len: number): number {
     const body = ValueTable.body(kind, ref);
-    let h = (0x811c9dc5 ^ Math.imul(keyId + 1, 0x9e3779b1) ^ kind) | 0;
+    // Hash the length and at most 24 bytes (the first 8 and the last 16): digests and object
+    // paths are random, labels differ near the end; equal hashes are compared in full anyway.
+    let h = (0x811c9dc5 ^ Math.imul(keyId + 1, 0x9e3779b1) ^ Math.imul(len, 0x85ebca6b) ^ kind) | 0;
     const bl = body.length;
-    for (let i = 0; i < bl; i++) h = Math.imul(h ^ body[i]!, 0x01000193);
+    if (bl <= 24) {
+      for (let i = 0; i < bl; i++) h = Math.imul(h ^ body[i]!, 0x01000193);
+    } else {
+      for (let i = 0; i < 8; i++) h = Math.imul(h ^ body[i]!, 0x01000193);
+      for (let i = bl - 16; i < bl; i++) h = Math.imul(h ^ body[i]!, 0x01000193);
+    }
     h ^= h >>> 15;
     const mask = this.slots.length - 1;
     let s = h & mask;

@@ -17,7 +17,7 @@
  */
 import { spawn } from 'node:child_process';
 import { lstat } from 'node:fs/promises';
-import { closeSync, lstatSync, openSync, readFileSync, readSync, readdirSync, readlinkSync } from 'node:fs';
+import { closeSync, lstatSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import type { BigIntStats } from 'node:fs';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeNode, type Xattr } from '../../tree/model.js';
@@ -144,7 +144,6 @@ const fsPath = (b: Buffer): string => {
 
 /** Read the directory `dir` into a composefs tree (rules: module comment and image-tree.ts). */
 export async function treeFromDirectory(dir: string, opts: DirectoryTreeOptions = {}): Promise<TreeNode> {
-  const rootPath = resolvePath(dir);
   const policy = opts.xattrs ?? 'allowlist';
   const fail = (path: Buffer, msg: string, err?: unknown): never => {
     const e = err as NodeJS.ErrnoException | undefined;
@@ -154,7 +153,9 @@ export async function treeFromDirectory(dir: string, opts: DirectoryTreeOptions 
     });
   };
   let rootStat: BigIntStats;
+  let rootPath = resolvePath(dir);
   try {
+    rootPath = realpathSync(rootPath); // the directory itself may be reached through a symlink
     rootStat = await lstat(rootPath, { bigint: true });
   } catch (err) {
     return fail(Buffer.from(rootPath), 'cannot read directory', err);

@@ -95,7 +95,7 @@ export class HashPool {
   private drainWaiters: (() => void)[] = [];
   private failed: Error | undefined;
 
-  constructor(private readonly maxInFlight = 32 << 20) {
+  constructor(private readonly maxInFlight = 8 << 20) {
     this.worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] });
     this.worker.unref();
     this.worker.on('message', (m: Reply) => {
