@@ -53,3 +53,24 @@ export {
   type ImageDigests,
 } from './composefs/image-digests.js';
 export { diffTrees, loadTree, type Difference, type DiffResult } from './composefs/diff.js';
+export {
+  parseDumpfile,
+  parseDumpfileSync,
+  DumpfileParser,
+  writeDumpfile,
+  writeDumpfileTo,
+  dumpfileChunks,
+  buildErofs,
+  ErofsImage,
+  writeErofs,
+  mkcomposefs,
+  mkcomposefsFromDump,
+  composefsDigest,
+  DumpfileSyntaxError,
+  ComposefsWriteError,
+  ComposefsOptionsError,
+  type ParseDumpfileOptions,
+  type ErofsWriteOptions,
+  type MkcomposefsOptions,
+  type MkcomposefsResult,
+} from './composefs/index.js';

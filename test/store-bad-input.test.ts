@@ -166,9 +166,14 @@ t.test('a pull killed in the middle of a layer', async (t) => {
     }),
     new Promise<never>((_, rej) => setTimeout(() => rej(new Error('pull never opened the layer')), 120_000)),
   ]);
-  await fh.write(data.subarray(0, Math.floor(data.length / 2)));
+  try {
+    await fh.write(data.subarray(0, Math.floor(data.length / 2)));
+  } catch (e) {
+    await exited;
+    throw new Error(`the pull stopped reading the layer early (${(e as Error).message}): ${stderr}`);
+  }
   await new Promise((r) => setTimeout(r, 1500));
-  t.equal(child.exitCode, null, 'still running, waiting for the rest of the layer');
+  t.equal(child.exitCode, null, `still running, waiting for the rest of the layer ${stderr}`);
   child.kill('SIGKILL');
   const [code, sig] = await exited;
   await fh.close().catch(() => {});

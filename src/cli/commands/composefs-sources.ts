@@ -54,9 +54,6 @@ const ruleOptions = (c: Command): Command =>
     .option('--no-tls-verify', 'do not verify TLS for docker:// references');
 
 export function registerImageSources(group: Command): void {
-  // The group's own options (e.g. --boot-variant) are recognised only before a sub-command name,
-  // so that `composefs diff A B --boot-variant` reaches diff.
-  group.enablePositionalOptions();
   ruleOptions(
     group
       .argument('[IMGREF]', 'OCI image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker://NAME[:TAG] (or --dir PATH, or REV with --repo)')
@@ -124,24 +121,26 @@ export function registerImageSources(group: Command): void {
     if (opts.printDigest || opts.output === undefined) process.stdout.write(`${hasher.digest().toString('hex')}\n`);
   });
 
-  ruleOptions(
-    group
-      .command('diff')
-      .description('print the first differing paths and fields of two trees; exit 0 when equal, 1 when they differ')
-      .argument('<A>', 'composefs image file, dumpfile, repo:PATH:REV (ostree commit), IMGREF, or dir:PATH / a directory')
-      .argument('<B>', 'the other side (same forms)')
-      .option('--json', 'machine-readable output')
-      .option('--max <N>', 'stop after N differences', '20'),
-  ).action(async (a: string, b: string, opts: DiffOpts) => {
-    if (!/^\d+$/.test(opts.max) || Number(opts.max) < 1) throw new UsageError(`--max must be a positive integer, got ${JSON.stringify(opts.max)}`);
-    const rules = treeOptions(opts);
-    const { loadTree, diffTrees, formatDifferences } = await import('../../composefs/diff.js');
-    const load = { ...rules, ...(opts.tlsVerify === false ? { tlsVerify: false } : {}) };
-    const ta = await loadTree(a, load);
-    const tb = await loadTree(b, load);
-    const r = diffTrees(ta.root, tb.root, { max: Number(opts.max) });
-    if (opts.json) printJson({ a, b, equal: r.differences.length === 0, ...r });
-    else process.stdout.write(r.differences.length === 0 ? 'no differences\n' : formatDifferences(r));
-    process.exitCode = r.differences.length === 0 ? 0 : 1;
-  });
+  // The rule options (--boot-variant, --root-metadata, --xattrs, --no-tls-verify) belong to the
+  // group: commander hands them to it wherever they appear, so diff reads them from there.
+  group
+    .command('diff')
+    .description('print the first differing paths and fields of two trees; exit 0 when equal, 1 when they differ (the rule options of `composefs` apply to image/directory/commit sides)')
+    .argument('<A>', 'composefs image file, dumpfile, repo:PATH:REV (ostree commit), IMGREF, or dir:PATH / a directory')
+    .argument('<B>', 'the other side (same forms)')
+    .option('--json', 'machine-readable output')
+    .option('--max <N>', 'stop after N differences', '20')
+    .action(async (a: string, b: string, own: { json?: boolean; max: string }) => {
+      const opts: DiffOpts = { ...(group.opts() as Omit<DiffOpts, 'json' | 'max'>), ...own };
+      if (!/^\d+$/.test(opts.max) || Number(opts.max) < 1) throw new UsageError(`--max must be a positive integer, got ${JSON.stringify(opts.max)}`);
+      const rules = treeOptions(opts);
+      const { loadTree, diffTrees, formatDifferences } = await import('../../composefs/diff.js');
+      const load = { ...rules, ...(opts.tlsVerify === false ? { tlsVerify: false } : {}) };
+      const ta = await loadTree(a, load);
+      const tb = await loadTree(b, load);
+      const r = diffTrees(ta.root, tb.root, { max: Number(opts.max) });
+      if (opts.json) printJson({ a, b, equal: r.differences.length === 0, ...r });
+      else process.stdout.write(r.differences.length === 0 ? 'no differences\n' : formatDifferences(r));
+      process.exitCode = r.differences.length === 0 ? 0 : 1;
+    });
 }

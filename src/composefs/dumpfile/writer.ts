@@ -111,11 +111,14 @@ function writeLine(out: Out, node: TreeNode, escapedPath: Buffer): void {
   out.byte(0x0a);
 }
 
-/** Escape one path component or path the way dump lines print paths. */
+const scratch = new Out();
+
+/** Escape one path component the way dump lines print paths. */
 function escapePath(v: Uint8Array): Buffer {
-  const o = new Out();
-  o.escaped(v, false, false);
-  return Buffer.from(o.buf.subarray(0, o.pos));
+  scratch.pos = 0;
+  scratch.done.length = 0;
+  scratch.escaped(v, false, false);
+  return Buffer.from(scratch.buf.subarray(0, scratch.pos));
 }
 
 /** Dumpfile text of a tree, in chunks of about 64 KiB. */

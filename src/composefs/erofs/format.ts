@@ -274,20 +274,33 @@ export const XATTR_SIZE_MAX = 65535;
 export const roundUp = (x: number, a: number): number => Math.ceil(x / a) * a;
 
 /**
- * Chunking of an external (chunk-based) regular file: chunkbits = clamp(ilog2(size−1)+1, 12, 43)
- * (ilog2(0) = 0, so size 1 → 12) and chunkCount = ceil(size / 2^chunkbits).
+ * Chunking of an external (chunk-based) regular file (libcomposefs erofs_compute_chunking):
+ * chunkBits = clamp(ilog2(size−1)+1, 12, 43) (ilog2(0) = 0, so size 1 → 12) and
+ * chunkCount = DIV_ROUND_UP(size, 2^chunkBits) computed in uint64_t (the addition wraps for
+ * sizes near 2^64, e.g. 2^64−1 gives 0 chunks) and stored in a uint32_t.
  */
 export function computeChunking(size: bigint): { chunkBits: number; chunkCount: number } {
-  const m = size - 1n;
-  // ilog2(m) + 1 = bit length of m, except ilog2(0) + 1 = 1
-  let bits = m <= 0n ? 1 : m.toString(2).length;
-  if (bits < EROFS_BLKSIZ_BITS) bits = EROFS_BLKSIZ_BITS;
-  if (bits - EROFS_BLKSIZ_BITS > EROFS_CHUNK_FORMAT_BLKBITS_MASK) {
-    bits = EROFS_CHUNK_FORMAT_BLKBITS_MASK + EROFS_BLKSIZ_BITS;
+  let bits: number;
+  const small = size <= 0x20000000000000n;
+  if (small) {
+    const m = Number(size) - 1;
+    if (m <= 0) bits = 1;
+    else {
+      const hi = Math.floor(m / 0x100000000);
+      bits = hi > 0 ? 64 - Math.clz32(hi) : 32 - Math.clz32(m >>> 0);
+    }
+  } else {
+    bits = (size - 1n).toString(2).length;
   }
-  const chunk = 1n << BigInt(bits);
-  const count = (size + chunk - 1n) / chunk;
-  return { chunkBits: bits, chunkCount: Number(count > 0xffffffffn ? 0xffffffffn : count) };
+  if (bits < EROFS_BLKSIZ_BITS) bits = EROFS_BLKSIZ_BITS;
+  if (bits - EROFS_BLKSIZ_BITS > EROFS_CHUNK_FORMAT_BLKBITS_MASK) bits = EROFS_CHUNK_FORMAT_BLKBITS_MASK + EROFS_BLKSIZ_BITS;
+  let count: number;
+  if (small) count = Math.ceil(Number(size) / 2 ** bits);
+  else {
+    const c = BigInt.asUintN(64, size + (1n << BigInt(bits)) - 1n) >> BigInt(bits);
+    count = Number(BigInt.asUintN(32, c));
+  }
+  return { chunkBits: bits, chunkCount: count };
 }
 
 /** The EROFS name index and suffix offset the writer uses for an xattr key. */

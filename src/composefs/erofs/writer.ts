@@ -18,7 +18,6 @@ import {
   DIRENT,
   EROFS_BLKSIZ,
   EROFS_BLKSIZ_BITS,
-  EROFS_CHUNK_FORMAT_BLKBITS_MASK,
   EROFS_FEATURE_COMPAT_MTIME,
   EROFS_FEATURE_COMPAT_XATTR_FILTER,
   EROFS_INODE_CHUNK_BASED,
@@ -52,6 +51,7 @@ import {
   XATTR_IBODY_HEADER,
   XATTR_NAME_MAX,
   XATTR_SIZE_MAX,
+  computeChunking,
   erofsFileType,
 } from './format.js';
 import { KeyTable, ValueTable, V_METACOPY, V_PLAIN, V_REDIRECT, type KeyInfo } from './xattr-table.js';
@@ -86,31 +86,6 @@ const DOTDOT = new TreeNode(Buffer.from('..'));
 const fail = (code: ComposefsWriteCode, path: TreeNode | string, reason: string): never => {
   throw new ComposefsWriteError(code, typeof path === 'string' ? path : path.pathString(), reason);
 };
-
-/** Chunk geometry of an external file (§5.8); fast path for sizes up to 2^53. */
-function chunking(size: bigint): { bits: number; count: number } {
-  let bits: number;
-  if (size <= 0x20000000000000n) {
-    const m = Number(size) - 1;
-    if (m <= 0) bits = 1;
-    else {
-      const hi = Math.floor(m / 0x100000000);
-      bits = hi > 0 ? 64 - Math.clz32(hi) : 32 - Math.clz32(m >>> 0);
-    }
-  } else {
-    bits = (size - 1n).toString(2).length;
-  }
-  if (bits < EROFS_BLKSIZ_BITS) bits = EROFS_BLKSIZ_BITS;
-  if (bits - EROFS_BLKSIZ_BITS > EROFS_CHUNK_FORMAT_BLKBITS_MASK) bits = EROFS_CHUNK_FORMAT_BLKBITS_MASK + EROFS_BLKSIZ_BITS;
-  let count: number;
-  if (size <= 0x20000000000000n) count = Math.ceil(Number(size) / 2 ** bits);
-  else {
-    // DIV_ROUND_UP in uint64_t (the addition wraps for sizes near 2^64), stored in a uint32_t
-    const c = BigInt.asUintN(64, size + (1n << BigInt(bits)) - 1n) >> BigInt(bits);
-    count = Number(BigInt.asUintN(32, c));
-  }
-  return { bits, count };
-}
 
 function lowerBound(arr: readonly TreeNode[], name: Buffer): number {
   let lo = 0;
@@ -429,13 +404,13 @@ function validateInode(n: TreeNode): void {
           fail('EINVAL', n, `inline content of ${c.length} bytes exceeds ${LCFS_INLINE_CONTENT_MAX}`);
         }
       } else {
-        const ch = chunking(big);
-        if (ch.count > LCFS_MAX_NONINLINE_CHUNKS) {
-          fail('EFBIG', n, `external file of ${big} bytes needs ${ch.count} chunks (max ${LCFS_MAX_NONINLINE_CHUNKS})`);
+        const ch = computeChunking(big);
+        if (ch.chunkCount > LCFS_MAX_NONINLINE_CHUNKS) {
+          fail('EFBIG', n, `external file of ${big} bytes needs ${ch.chunkCount} chunks (max ${LCFS_MAX_NONINLINE_CHUNKS})`);
         }
         VAL.ext = true;
-        VAL.chunkBits = ch.bits;
-        VAL.chunkCount = ch.count;
+        VAL.chunkBits = ch.chunkBits;
+        VAL.chunkCount = ch.chunkCount;
       }
     }
   }

@@ -1,0 +1,197 @@
+/**
+ * Crash safety (issue 9): the importers are killed with SIGKILL at many points — deterministically
+ * after the N-th object through the OSTREE_OCI_CRASH_AFTER test hook (src/testhooks.ts), and at
+ * random moments from outside — and afterwards:
+ *
+ *  - `ostree fsck` (host ostree) is clean, or `cfs fsck` for migrate;
+ *  - no ref names a partial commit (the import ref / image refs are absent, or the composefs image
+ *    ref is absent or complete);
+ *  - a rerun into the same repository succeeds and yields the original commit with its exact
+ *    commitmeta (or, for migrate, the same image digest).
+ *
+ * Crashes are chained in one repository (each run inherits the previous run's leftovers: staging
+ * directories, temp files) before the rerun. The seed (CRASH_SEED, default fixed) picks the points.
+ */
+import t from 'tap';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Rng } from '../scripts/lib/fuzz/rng.js';
+import { ostreeInit } from '../scripts/lib/sample-tree.js';
+import { makeSampleRepo } from './container-helpers.js';
+import { CLI, ROOT, cli, ostreeFsck, tmp } from './helpers/tmp.js';
+
+const seed = Number(process.env['CRASH_SEED'] ?? 9009);
+const rng = new Rng(seed);
+t.comment(`crash seed ${seed} (CRASH_SEED=${seed} reproduces)`);
+
+execFileSync('npx', ['tsc', '-p', '.'], { cwd: ROOT, stdio: 'ignore' });
+
+const root = tmp(t, 'ostree-oci-crash-');
+const s = makeSampleRepo(root);
+const img = join(root, 'img');
+{
+  const r = cli(['encapsulate', '--repo', s.repo, 'main', `oci:${img}`, '--max-layers', '3', '--compression-fast']);
+  if (r.status !== 0) throw new Error(r.stderr);
+}
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the CLI; with `crashAfter` set the hook kills it; with `killAfterMs` we kill it. */
+function run(args: string[], opts: { crashAfter?: number; killAfterMs?: number } = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const env = { ...process.env };
+    if (opts.crashAfter !== undefined) env['OSTREE_OCI_CRASH_AFTER'] = String(opts.crashAfter);
+    else delete env['OSTREE_OCI_CRASH_AFTER'];
+    const p = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    const timer = opts.killAfterMs !== undefined ? setTimeout(() => p.kill('SIGKILL'), opts.killAfterMs) : undefined;
+    p.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+function refs(repo: string): string[] {
+  const out: string[] = [];
+  const walk = (rel: string): void => {
+    const p = join(repo, rel);
+    if (!existsSync(p)) return;
+    for (const n of readdirSync(p, { withFileTypes: true })) {
+      if (n.isDirectory()) walk(`${rel}/${n.name}`);
+      else out.push(`${rel}/${n.name}=${readFileSync(join(p, n.name), 'utf8').trim()}`);
+    }
+  };
+  walk('refs');
+  return out.sort();
+}
+
+function commitmetaOf(repo: string, commit: string): Buffer | null {
+  const p = join(repo, 'objects', commit.slice(0, 2), `${commit.slice(2)}.commitmeta`);
+  return existsSync(p) ? readFileSync(p) : null;
+}
+
+/** Timings of an uninterrupted run, for the random-delay kills. */
+async function timed(args: string[]): Promise<number> {
+  const t0 = Date.now();
+  const r = await run(args);
+  if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
+  return Date.now() - t0;
+}
+
+let killPoints = 0;
+
+t.test('unencapsulate killed at ≥ 30 points: fsck clean, no ref, rerun imports the commit', async (t) => {
+  const fresh = join(root, 'probe-repo');
+  ostreeInit(fresh, 'bare-user');
+  const full = await timed(['unencapsulate', '--repo', fresh, `oci:${img}`, '--ref', 'probe']);
+  // Objects in the stream: every crash point below that count kills the process.
+  const objects = readdirSync(join(fresh, 'objects')).reduce((n, d) => n + readdirSync(join(fresh, 'objects', d)).length, 0);
+  t.ok(objects > 40, `${objects} objects, about as many crash points`);
+  let repo = '';
+  let points = 0;
+  for (let group = 0; points < 34; group++) {
+    repo = join(root, `unenc-${group}`);
+    ostreeInit(repo, 'bare-user');
+    for (let k = 0; k < 4; k++) {
+      const random = k === 3;
+      const opts = random ? { killAfterMs: 150 + rng.int(Math.max(1, full - 150)) } : { crashAfter: 1 + rng.int(objects + 2) };
+      const r = await run(['unencapsulate', '--repo', repo, `oci:${img}`, '--ref', 'imported'], opts);
+      if (r.signal !== 'SIGKILL') {
+        t.equal(r.code, 0, `run not killed (${JSON.stringify(opts)}) must succeed: ${r.stderr}`);
+        continue;
+      }
+      points++;
+      killPoints++;
+      t.same(refs(repo), [], `killed at ${JSON.stringify(opts)}: no ref`);
+      t.doesNotThrow(() => ostreeFsck(repo), `killed at ${JSON.stringify(opts)}: ostree fsck clean`);
+    }
+    const r = await run(['unencapsulate', '--repo', repo, `oci:${img}`, '--ref', 'imported']);
+    t.equal(r.code, 0, `rerun after the crashes succeeds: ${r.stderr}`);
+    t.equal(r.stdout.trim(), s.commit, 'rerun imports the original commit');
+    t.same(refs(repo), [`refs/heads/imported=${s.commit}`]);
+    t.same(commitmetaOf(repo, s.commit), s.commitmeta, 'commitmeta intact');
+    t.doesNotThrow(() => ostreeFsck(repo), 'ostree fsck clean after the rerun');
+  }
+  t.ok(points >= 34, `${points} kill points`);
+});
+
+t.test('image pull killed at ≥ 12 points: fsck clean, no image ref, rerun stores the commit', async (t) => {
+  const probe = join(root, 'probe-pull');
+  ostreeInit(probe, 'bare-user');
+  const full = await timed(['image', 'pull', '--repo', probe, `oci:${img}`]);
+  const objects = readdirSync(join(probe, 'objects')).reduce((n, d) => n + readdirSync(join(probe, 'objects', d)).length, 0);
+  let points = 0;
+  for (let group = 0; points < 12; group++) {
+    const repo = join(root, `pull-${group}`);
+    ostreeInit(repo, 'bare-user');
+    for (let k = 0; k < 4; k++) {
+      const opts = k === 3 ? { killAfterMs: 150 + rng.int(Math.max(1, full - 150)) } : { crashAfter: 1 + rng.int(objects) };
+      const r = await run(['image', 'pull', '--repo', repo, `oci:${img}`], opts);
+      if (r.signal !== 'SIGKILL') {
+        t.equal(r.code, 0, `pull not killed must succeed: ${r.stderr}`);
+        continue;
+      }
+      points++;
+      killPoints++;
+      t.same(refs(repo), [], `killed at ${JSON.stringify(opts)}: no ref (no image, no layer ref)`);
+      t.doesNotThrow(() => ostreeFsck(repo), `killed at ${JSON.stringify(opts)}: ostree fsck clean`);
+    }
+    const r = await run(['image', 'pull', '--repo', repo, `oci:${img}`, '--json']);
+    t.equal(r.code, 0, `rerun succeeds: ${r.stderr}`);
+    if (r.code === 0) {
+      const j = JSON.parse(r.stdout) as { commit: string };
+      t.equal(j.commit, s.commit, 'the image ref names the original commit');
+    }
+    t.same(commitmetaOf(repo, s.commit), s.commitmeta, 'commitmeta intact');
+    t.doesNotThrow(() => ostreeFsck(repo), 'ostree fsck clean after the rerun');
+  }
+});
+
+t.test('migrate killed at ≥ 10 points: cfs fsck clean, image ref absent or complete, rerun same image', async (t) => {
+  const cfsOk = (p: string): { ok: boolean; out: string } => {
+    const r = cli(['cfs', 'fsck', p, '--json']);
+    return { ok: r.status === 0, out: r.stdout + r.stderr };
+  };
+  const probe = join(root, 'probe-cfs');
+  const full = await run(['migrate', '--repo', s.repo, 'main', '--to', probe, '--name', 'sample', '--json']);
+  t.equal(full.code, 0, full.stderr);
+  const want = (JSON.parse(full.stdout) as { image: { digest: string } }).image.digest;
+  const objects = readdirSync(join(probe, 'objects')).reduce((n, d) => n + readdirSync(join(probe, 'objects', d)).length, 0);
+  let points = 0;
+  for (let group = 0; points < 10; group++) {
+    const cfs = join(root, `cfs-${group}`);
+    for (let k = 0; k < 4; k++) {
+      const opts = k === 3 ? { killAfterMs: 100 + rng.int(1500) } : { crashAfter: 1 + rng.int(objects + 2) };
+      const r = await run(['migrate', '--repo', s.repo, 'main', '--to', cfs, '--name', 'sample'], opts);
+      if (r.signal !== 'SIGKILL') {
+        t.equal(r.code, 0, `migrate not killed must succeed: ${r.stderr}`);
+        continue;
+      }
+      points++;
+      killPoints++;
+      if (!existsSync(join(cfs, 'meta.json'))) continue; // killed before the repository existed
+      const f = cfsOk(cfs);
+      t.ok(f.ok, `killed at ${JSON.stringify(opts)}: cfs fsck clean: ${f.ok ? '' : f.out}`);
+      const ref = join(cfs, 'images', 'refs', 'sample');
+      if (existsSync(ref)) t.ok(readFileSync(join(cfs, 'images', want)).length > 0, 'a published ref names the complete image');
+    }
+    const r = await run(['migrate', '--repo', s.repo, 'main', '--to', cfs, '--name', 'sample', '--json']);
+    t.equal(r.code, 0, `rerun succeeds: ${r.stderr}`);
+    if (r.code === 0) t.equal((JSON.parse(r.stdout) as { image: { digest: string } }).image.digest, want, 'same image digest');
+    t.ok(cfsOk(cfs).ok, 'cfs fsck clean after the rerun');
+  }
+});
+
+t.test('kill points in total', async (t) => {
+  t.ok(killPoints >= 50, `${killPoints} processes killed (≥ 50)`);
+});
