@@ -67,6 +67,9 @@ t.test('rich image: layer rules as composefs-info reads our image', async (t) =>
   const ours = ocli('composefs', ref, '--dump');
   t.equal(ours.status, 0, ours.stderr);
   t.equal(ours.stdout, theirs, 'composefs-info dump of our image = our --dump');
+  writeFileSync(join(dir, 'ours.dump'), ours.stdout);
+  oracle(['mkcomposefs', '--from-file', join(dir, 'ours.dump'), join(dir, 'mk.cfs')]);
+  t.ok(readFileSync(join(dir, 'mk.cfs')).equals(readFileSync(out)), 'mkcomposefs --from-file of the dump rebuilds our image byte for byte');
   const d = parseDump(theirs);
 
   // Whiteouts (lower layers only) and opaque directories.

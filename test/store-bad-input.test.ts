@@ -2,20 +2,23 @@
  * Bad input to `image pull`, with v1 of the image already in the store: a manifest or config
  * whose bytes do not match their digest, an unknown layer media type, a layer whose object bytes
  * were changed (blob digest and diffid recomputed, so only re-checksumming can catch it), a
- * derived layer with a traversal path, and a pull killed mid-layer. Each: a clear error, the
+ * derived layer with a traversal path, and a pull killed mid-download (SIGKILL from outside, while
+ * a proxy stalls a layer blob) or at crash points inside the import. Each: a clear error, the
  * image ref still at v1 (refs and object files untouched), `ostree fsck` clean, and a re-pull of
  * the good v2 afterwards succeeds.
  */
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { escapeRef } from '../src/store/refescape.js';
 import { ostreeCommit } from '../scripts/lib/sample-tree.js';
 import { blobPath, readLayerTar, readLayout, readTarEntries, rewriteLayer, writeConfigAndManifest, writeTarEntries } from './container-helpers.js';
 import { CLI, cli, ostreeFsck, repoState, tmp } from './helpers/tmp.js';
+import { startRegistry } from './oci-helpers.js';
 import { buildDerivedImage, newRepo, refs, run, runJson, signedComposefsRepo } from './store-helpers.js';
 
 const root = tmp(t, 'ostree-oci-store-bad-');
@@ -147,43 +150,102 @@ t.test('a derived layer with a traversal path', async (t) => {
   expectRepull(t, c);
 });
 
-t.test('a pull killed in the middle of a layer', async (t) => {
-  const c = setup();
-  const digest = l2.manifest.layers[changedChunk]!.digest;
-  const blob = blobPath(c.img, digest);
-  const data = readFileSync(blob);
-  unlinkSync(blob);
-  execFileSync('mkfifo', [blob]);
-  const child = spawn(process.execPath, [CLI, 'image', 'pull', '--repo', c.repo, c.imgref], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * A loopback HTTP proxy in front of the registry that, when `stall` names a blob digest, sends
+ * the headers and the first half of that blob and then never sends the rest.
+ */
+async function stallingProxy(t: T, upstream: string): Promise<{ host: string; stall: { digest: string | null }; stalled: Promise<void> }> {
+  const stall: { digest: string | null } = { digest: null };
+  let onStalled!: () => void;
+  const stalled = new Promise<void>((r) => (onStalled = r));
+  const server = http.createServer((req, res) => {
+    const up = http.request({ host: '127.0.0.1', port: Number(upstream.split(':')[1]), path: req.url, method: req.method, headers: req.headers }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      if (stall.digest && req.url?.endsWith(`/blobs/${stall.digest}`)) {
+        const total = Number(ur.headers['content-length']);
+        let sent = 0;
+        ur.on('data', (chunk: Buffer) => {
+          const room = Math.floor(total / 2) - sent;
+          if (room > 0) {
+            res.write(chunk.subarray(0, room));
+            sent += Math.min(room, chunk.length);
+            if (sent >= Math.floor(total / 2)) onStalled();
+          }
+        });
+        return;
+      }
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  server.on('clientError', (_e, sock) => sock.destroy());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const port = (server.address() as AddressInfo).port;
+  return { host: `127.0.0.1:${port}`, stall, stalled };
+}
+
+t.test('a pull killed in the middle of a layer download (SIGKILL from outside)', async (t) => {
+  const registry = await startRegistry(t);
+  const proxy = await stallingProxy(t, registry);
+  const direct = `docker://${registry}/bad/os:latest`;
+  const imgref = `docker://${proxy.host}/bad/os:latest`;
+  const imageRef = `ostree/container/image/${escapeRef(imgref)}`;
+  run('encapsulate', '--repo', src.repo, 'main', direct, '--max-layers', '3', '--no-tls-verify');
+  const repo = newRepo(join(root, 'repo-killed'));
+  t.equal(runJson<{ commit: string }>('image', 'pull', '--repo', repo, imgref, '--no-tls-verify').commit, src.commit, 'v1 pulled');
+  const rawLayers = (): string[] =>
+    (JSON.parse(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', direct], { encoding: 'utf8' })) as { layers: Array<{ digest: string }> }).layers.map((l) => l.digest);
+  const m1 = new Set(rawLayers());
+  run('encapsulate', '--repo', src.repo, 'v2', direct, '--max-layers', '3', '--no-tls-verify');
+  const m2 = rawLayers();
+  const before = repoState(repo);
+  const beforeRefs = refs(repo);
+  const stallAt = m2.findIndex((d, i) => i > 0 && !m1.has(d));
+  t.ok(stallAt > 0, `stalling layer ${stallAt}`);
+  proxy.stall.digest = m2[stallAt]!;
+  const child = spawn(process.execPath, [CLI, 'image', 'pull', '--repo', repo, imgref, '--no-tls-verify'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += String(d)));
   const exited = once(child, 'exit');
-  // Blocks until the pull opens the layer (after the commit layer was imported into the transaction).
-  const fh = await Promise.race([
-    open(blob, 'w'),
+  await Promise.race([
+    proxy.stalled,
     exited.then(() => {
-      throw new Error(`pull exited before reading the layer: ${stderr}`);
+      throw new Error(`pull exited before the stalled layer: ${stderr}`);
     }),
-    new Promise<never>((_, rej) => setTimeout(() => rej(new Error('pull never opened the layer')), 120_000)),
+    new Promise<never>((_, rej) => setTimeout(() => rej(new Error('the stalled layer was never requested')), 180_000)),
   ]);
-  try {
-    await fh.write(data.subarray(0, Math.floor(data.length / 2)));
-  } catch (e) {
-    await exited;
-    throw new Error(`the pull stopped reading the layer early (${(e as Error).message}): ${stderr}`);
-  }
-  await new Promise((r) => setTimeout(r, 1500));
-  t.equal(child.exitCode, null, `still running, waiting for the rest of the layer ${stderr}`);
+  await new Promise((r) => setTimeout(r, 1000));
+  t.equal(child.exitCode, null, `still running, half-way through layer ${stallAt} ${stderr}`);
   child.kill('SIGKILL');
-  const [code, sig] = await exited;
-  await fh.close().catch(() => {});
-  t.equal(sig, 'SIGKILL', `killed (exit ${code})`);
-  t.same(refs(c.repo), c.beforeRefs, 'no ref written or changed');
-  t.equal(repoState(c.repo), c.before, 'no object files added');
-  t.match(ostreeFsck(c.repo), /no errors/, 'ostree fsck clean');
-  unlinkSync(blob);
-  writeFileSync(blob, data);
-  expectRepull(t, c);
+  const [, sig] = await exited;
+  t.equal(sig, 'SIGKILL', 'killed');
+  t.same(refs(repo), beforeRefs, 'no ref written or changed');
+  t.equal(refs(repo)[imageRef], src.commit, 'image ref still at v1');
+  t.equal(repoState(repo), before, 'no object files added');
+  t.match(ostreeFsck(repo), /no errors/, 'ostree fsck clean');
+  proxy.stall.digest = null;
+  const r = runJson<{ commit: string; layersFetched: number }>('image', 'pull', '--repo', repo, imgref, '--no-tls-verify');
+  t.equal(r.commit, v2, 're-pull succeeds');
+  t.equal(r.layersFetched, 2);
+  t.equal(cli(['verify', '--repo', repo, imageRef, '--pubkeys', src.pub, '--composefs']).status, 0, 'and verifies');
+  t.match(ostreeFsck(repo), /no errors/);
+});
+
+t.test('a pull killed at several points inside the import (OSTREE_OCI_CRASH_AFTER)', async (t) => {
+  for (const n of [1, 8, 30]) {
+    const c = setup();
+    const r = cli(['image', 'pull', '--repo', c.repo, c.imgref], { env: { OSTREE_OCI_CRASH_AFTER: String(n) } });
+    t.equal(r.status, -1, `killed at crash point ${n} (status ${r.status})`);
+    t.same(refs(c.repo), c.beforeRefs, 'no ref written or changed');
+    t.equal(repoState(c.repo), c.before, 'no object files added');
+    t.match(ostreeFsck(c.repo), /no errors/, 'ostree fsck clean');
+    expectRepull(t, c);
+  }
 });
 
 t.test('sanity: the corruption helpers leave a pullable image when nothing is changed', async (t) => {

@@ -8,14 +8,9 @@
  * a partial archive. An existing archive is replaced (as skopeo does), not merged.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { contextError } from './stream-util.js';
-
-const EPOCH = new Date(0);
 
 async function walk(root: string, rel: string, out: { rel: string; dir: boolean; size: number }[]): Promise<void> {
   const names = (await readdir(join(root, rel))).filter((n) => !n.startsWith('.ostree-oci-tmp-'));
@@ -32,54 +27,112 @@ async function walk(root: string, rel: string, out: { rel: string; dir: boolean;
   }
 }
 
-/** Tar the layout directory `dir` into `target` atomically (see module comment). */
+/** ustar header as tar-stream 3 encodes it (names here are short ASCII: no prefix / PAX). */
+function ustarHeader(name: string, dir: boolean, size: number): Buffer {
+  if (name.length > 100 || Buffer.byteLength(name) !== name.length) throw new Error(`tar entry name ${JSON.stringify(name)} too long or not ASCII`);
+  const buf = Buffer.alloc(512);
+  const oct = (val: number, n: number): string => {
+    const v = val.toString(8);
+    return v.length > n ? '7'.repeat(n) + ' ' : '0'.repeat(n - v.length) + v + ' ';
+  };
+  buf.write(name, 0, 'latin1');
+  buf.write(oct(dir ? 0o755 : 0o644, 6), 100, 'latin1');
+  buf.write(oct(0, 6), 108, 'latin1');
+  buf.write(oct(0, 6), 116, 'latin1');
+  if (size.toString(8).length > 11) {
+    buf[124] = 0x80;
+    let num = size;
+    for (let i = 11; i > 0; i--) {
+      buf[124 + i] = num & 0xff;
+      num = Math.floor(num / 0x100);
+    }
+  } else buf.write(oct(size, 11), 124, 'latin1');
+  buf.write(oct(0, 11), 136, 'latin1');
+  buf[156] = dir ? 0x35 : 0x30;
+  buf.write('ustar\x0000', 257, 'latin1');
+  buf.write(oct(0, 6), 329, 'latin1');
+  buf.write(oct(0, 6), 337, 'latin1');
+  let sum = 8 * 32;
+  for (let i = 0; i < 148; i++) sum += buf[i]!;
+  for (let i = 156; i < 512; i++) sum += buf[i]!;
+  buf.write(oct(sum, 6), 148, 'latin1');
+  return buf;
+}
+
+const COPY_CHUNK = 4 << 20;
+
+/**
+ * Tar the layout directory `dir` into `target` atomically (see module comment). Headers are
+ * encoded here and each blob is copied with large positional reads/writes (no per-chunk stream
+ * machinery); the bytes are the same as tar-stream's pack produces.
+ */
 export async function packLayoutToArchive(dir: string, target: string): Promise<void> {
   const tmp = join(dirname(target), `.${basename(target)}.tmp-${randomBytes(6).toString('hex')}`);
   try {
     const entries: { rel: string; dir: boolean; size: number }[] = [];
     await walk(dir, '', entries);
-    const pack = tar.pack();
-    const out = createWriteStream(tmp, { flags: 'wx' });
-    const written = pipeline(pack, out);
-    const feed = (async () => {
-      for (const e of entries) {
-        const header = {
-          name: e.dir ? `${e.rel}/` : e.rel,
-          mode: e.dir ? 0o755 : 0o644,
-          uid: 0,
-          gid: 0,
-          uname: '',
-          gname: '',
-          mtime: EPOCH,
-          type: e.dir ? ('directory' as const) : ('file' as const),
-          size: e.size,
-        };
-        if (e.dir) {
-          await new Promise<void>((res, rej) => pack.entry(header, (err) => (err ? rej(err) : res())));
-        } else {
-          let entryDone!: Promise<void>;
-          const sink = pack.entry(header);
-          entryDone = new Promise<void>((res, rej) => {
-            sink.on('finish', () => res());
-            sink.on('error', rej);
-          });
-          await pipeline(createReadStream(join(dir, e.rel)), sink);
-          await entryDone;
-        }
-      }
-      pack.finalize();
-    })();
-    feed.catch((err) => pack.destroy(err));
-    await Promise.all([feed, written]);
-    const fh = await open(tmp, 'r+');
+    const out = await open(tmp, 'wx');
     try {
-      await fh.sync();
+      let pos = 0;
+      let small: Buffer[] = [];
+      let smallLen = 0;
+      const flushSmall = async (): Promise<void> => {
+        if (smallLen === 0) return;
+        const b = small.length === 1 ? small[0]! : Buffer.concat(small, smallLen);
+        small = [];
+        smallLen = 0;
+        await writeFully(out, b, pos);
+        pos += b.length;
+      };
+      const queue = (b: Buffer): void => {
+        small.push(b);
+        smallLen += b.length;
+      };
+      let buf: Buffer | undefined;
+      for (const e of entries) {
+        queue(ustarHeader(e.dir ? `${e.rel}/` : e.rel, e.dir, e.size));
+        if (e.dir || e.size === 0) continue;
+        const pad = (512 - (e.size % 512)) % 512;
+        if (e.size <= 64 * 1024) {
+          const data = await readFile(join(dir, e.rel));
+          if (data.length !== e.size) throw new Error(`${e.rel} changed size while archiving`);
+          queue(data);
+        } else {
+          await flushSmall();
+          buf ??= Buffer.allocUnsafe(COPY_CHUNK);
+          const src = await open(join(dir, e.rel), 'r');
+          try {
+            let done = 0;
+            while (done < e.size) {
+              const { bytesRead } = await src.read(buf, 0, Math.min(COPY_CHUNK, e.size - done), done);
+              if (bytesRead === 0) throw new Error(`${e.rel} changed size while archiving`);
+              await writeFully(out, buf.subarray(0, bytesRead), pos);
+              pos += bytesRead;
+              done += bytesRead;
+            }
+          } finally {
+            await src.close();
+          }
+        }
+        if (pad > 0) queue(Buffer.alloc(pad));
+      }
+      queue(Buffer.alloc(1024));
+      await flushSmall();
+      await out.sync();
     } finally {
-      await fh.close();
+      await out.close();
     }
     await rename(tmp, target);
   } catch (e) {
     await rm(tmp, { force: true }).catch(() => {});
     throw contextError(e as Error, `oci-archive:${target}: writing archive`);
+  }
+}
+
+async function writeFully(fh: FileHandle, b: Buffer, pos: number): Promise<void> {
+  let off = 0;
+  while (off < b.length) {
+    const { bytesWritten } = await fh.write(b, off, b.length - off, pos + off);
+    off += bytesWritten;
   }
 }

@@ -59,9 +59,14 @@ export function compressionStages(c: Compression, level: number): Transform[] {
       if (!Number.isInteger(level) || level < 0 || level > 9) throw new RangeError(`gzip level ${level} not in 0..9`);
       return [zlib.createGzip({ level, chunkSize: 64 * 1024 }), new GzipHeaderOs()];
     case 'zstd':
-      if (!Number.isInteger(level) || level < -7 || level > 22) throw new RangeError(`zstd level ${level} not in -7..22`);
-      return [new ZstdWorkerCompressStream(level)];
+      return [new ZstdWorkerCompressStream(checkZstdLevel(level))];
   }
+}
+
+/** `level` if it is a valid zstd level, RangeError otherwise. */
+export function checkZstdLevel(level: number): number {
+  if (!Number.isInteger(level) || level < -7 || level > 22) throw new RangeError(`zstd level ${level} not in -7..22`);
+  return level;
 }
 
 /** Stream that decompresses `c` (undefined for 'none'). */
@@ -82,6 +87,7 @@ export function decompressionStage(c: Compression): Transform | undefined {
 const WORKER_SOURCE = `
 'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
 const binding = require(workerData.bindingPath);
 const OUT = binding.cStreamOutSize();
 const ctxs = new Map();
@@ -106,14 +112,23 @@ parentPort.on('message', (m) => {
     if (m.op === 'open') {
       const cctx = new binding.CCtx();
       cctx.setParameter(binding.CParameter.compressionLevel, m.level);
-      ctxs.set(m.stream, cctx);
+      const st = { cctx, hin: undefined, hout: undefined, nin: 0, nout: 0 };
+      if (m.hash) { st.hin = createHash('sha256'); st.hout = createHash('sha256'); }
+      ctxs.set(m.stream, st);
       parentPort.postMessage({ seq: m.seq, ok: true });
     } else if (m.op === 'data') {
-      const cctx = ctxs.get(m.stream);
-      if (!cctx) throw new Error('zstd worker: unknown stream ' + m.stream);
-      const out = run(cctx, Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), m.end);
+      const st = ctxs.get(m.stream);
+      if (!st) throw new Error('zstd worker: unknown stream ' + m.stream);
+      const input = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+      const out = run(st.cctx, input, m.end);
+      let hashes;
+      if (st.hin) {
+        st.hin.update(input); st.nin += input.length;
+        st.hout.update(out); st.nout += out.length;
+        if (m.end) hashes = { inDigest: st.hin.digest('hex'), inSize: st.nin, outDigest: st.hout.digest('hex'), outSize: st.nout };
+      }
       if (m.end) ctxs.delete(m.stream);
-      parentPort.postMessage({ seq: m.seq, ok: true, data: out }, [out.buffer]);
+      parentPort.postMessage({ seq: m.seq, ok: true, data: out, hashes }, [out.buffer]);
     } else if (m.op === 'free') {
       ctxs.delete(m.stream);
       parentPort.postMessage({ seq: m.seq, ok: true });
@@ -128,7 +143,19 @@ interface Reply {
   seq: number;
   ok: boolean;
   data?: Uint8Array;
+  /** With `hash` streams, on the final reply: sha256 (hex) and size of input and output. */
+  hashes?: { inDigest: string; inSize: number; outDigest: string; outSize: number };
   message?: string;
+}
+
+/** sha256 digests and sizes of a compressed stream's input and output (see ZstdWorkerCompressStream). */
+export interface CompressedDigests {
+  /** `sha256:` of the uncompressed input (a layer's diffid). */
+  uncompressedDigest: string;
+  uncompressedSize: number;
+  /** `sha256:` of the compressed output (the blob digest). */
+  digest: string;
+  size: number;
 }
 
 class PoolWorker {
@@ -205,15 +232,30 @@ export class ZstdWorkerCompressStream extends Transform {
   private finished = false;
   private lastPush: Promise<void> = Promise.resolve();
   private readonly inFlight: Promise<void>[] = [];
+  private _digests: CompressedDigests | undefined;
 
-  constructor(private readonly level: number) {
+  /**
+   * With `opts.hash`, the worker also computes sha256 of the input and of the output, so the
+   * calling thread need not hash the layer bytes; read them from `digests` after the stream has
+   * finished.
+   */
+  constructor(
+    private readonly level: number,
+    private readonly opts: { hash?: boolean } = {},
+  ) {
     super();
+  }
+
+  /** Digests and sizes of input and output; only with `hash`, only after the stream finished. */
+  get digests(): CompressedDigests {
+    if (!this._digests) throw new Error('ZstdWorkerCompressStream: digests read before end of stream (or without hash: true)');
+    return this._digests;
   }
 
   private open(): Promise<unknown> {
     if (!this.opened) {
       this.worker = acquireWorker();
-      this.opened = this.worker.request({ op: 'open', stream: this.id, level: this.level });
+      this.opened = this.worker.request({ op: 'open', stream: this.id, level: this.level, hash: this.opts.hash === true });
     }
     return this.opened;
   }
@@ -249,6 +291,13 @@ export class ZstdWorkerCompressStream extends Transform {
     );
     const pushed = Promise.all([this.lastPush, reply]).then(([, r]) => {
       if (end) this.release();
+      if (end && r.hashes)
+        this._digests = {
+          uncompressedDigest: `sha256:${r.hashes.inDigest}`,
+          uncompressedSize: r.hashes.inSize,
+          digest: `sha256:${r.hashes.outDigest}`,
+          size: r.hashes.outSize,
+        };
       if (r.data && r.data.length > 0) this.push(Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength));
     });
     pushed.catch(() => {}); // observed through inFlight / lastPush

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { canonicalJsonBytes } from './canonical-json.js';
-import { compressionStages, resolveLevel } from './compression.js';
+import { checkZstdLevel, compressionStages, resolveLevel, ZstdWorkerCompressStream } from './compression.js';
 import { digestHex, HashCounter, sha256Digest, VerifyStream, type Expected } from './digest.js';
 import { OciError, OciFormatError } from './errors.js';
 import { contextError } from './stream-util.js';
@@ -125,16 +125,22 @@ export class OciLayoutWriter {
    * Stream `stages` (the first one a source) into a temp file, then move it into place by digest.
    * Returns digest and size of the stored bytes.
    */
-  private async store(source: Readable, stages: Transform[], what: string): Promise<{ digest: string; size: number }> {
+  private async store(
+    source: Readable,
+    stages: Transform[],
+    what: string,
+    /** Digest and size of the stored bytes when the last stage computes them itself (no hashing here). */
+    known?: () => { digest: string; size: number },
+  ): Promise<{ digest: string; size: number }> {
     const tmp = this.tmpPath();
-    const counter = new HashCounter();
+    const counter = known ? undefined : new HashCounter();
     try {
-      await pipeline([source, ...stages, counter, createWriteStream(tmp, { flags: 'wx' })]);
-      const digest = counter.digest;
+      await pipeline([source, ...stages, ...(counter ? [counter] : []), createWriteStream(tmp, { flags: 'wx' })]);
+      const { digest, size } = counter ? { digest: counter.digest, size: counter.size } : known!();
       const final = this.blobPath(digest);
-      if (await this.hasBlob(digest, counter.size)) await rm(tmp, { force: true });
+      if (await this.hasBlob(digest, size)) await rm(tmp, { force: true });
       else await rename(tmp, final);
-      return { digest, size: counter.size };
+      return { digest, size };
     } catch (e) {
       await rm(tmp, { force: true }).catch(() => {});
       throw contextError(e as Error, `oci:${this.dir}: writing ${what}`);
@@ -176,11 +182,21 @@ export class OciLayoutWriter {
     if (compression !== 'gzip' && compression !== 'zstd' && compression !== 'none')
       throw new OciError(`layer compression ${JSON.stringify(compression)} is not one of gzip, zstd, none`);
     const level = resolveLevel(compression, opts);
-    const diff = new HashCounter();
-    const { digest, size } = await this.store(tar, [diff, ...compressionStages(compression, level)], `${compression} layer`);
+    let digest: string, size: number, diffId: string, uncompressedSize: number;
+    if (compression === 'zstd') {
+      // The compression worker hashes input (diffid) and output (blob digest) itself.
+      const z = new ZstdWorkerCompressStream(checkZstdLevel(level), { hash: true });
+      ({ digest, size } = await this.store(tar, [z], `${compression} layer`, () => z.digests));
+      ({ uncompressedDigest: diffId, uncompressedSize } = z.digests);
+    } else {
+      const diff = new HashCounter();
+      ({ digest, size } = await this.store(tar, [diff, ...compressionStages(compression, level)], `${compression} layer`));
+      diffId = diff.digest;
+      uncompressedSize = diff.size;
+    }
     const descriptor: Descriptor = { mediaType: opts.mediaType ?? ociLayerMediaType(compression), digest, size };
     if (opts.annotations && Object.keys(opts.annotations).length > 0) descriptor.annotations = { ...opts.annotations };
-    return { descriptor, diffId: diff.digest, uncompressedSize: diff.size, compression };
+    return { descriptor, diffId, uncompressedSize, compression };
   }
 
   /** Current index.json, or an empty index when there is none yet. */

@@ -6,14 +6,22 @@
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { compress as zstdCompress, decompress as zstdDecompress } from 'zstd-napi';
 
 export type Json = Record<string, unknown>;
 
-export const sha256 = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const digests = new WeakMap<Buffer, string>();
+
+/** sha256 digest; cached per Buffer (mutations never change a Buffer in place, they replace it). */
+export const sha256 = (b: Buffer | string): string => {
+  if (typeof b === 'string') return `sha256:${createHash('sha256').update(b).digest('hex')}`;
+  let d = digests.get(b);
+  if (!d) digests.set(b, (d = `sha256:${createHash('sha256').update(b).digest('hex')}`));
+  return d;
+};
 
 export interface LayerDraft {
   mediaType: string;
@@ -30,6 +38,8 @@ export interface LayerDraft {
   omitBlob?: boolean;
   /** Put a special file where the blob should be. */
   special?: Special;
+  /** The base image's blob file, hard-linked while `blob` is still that file's bytes. */
+  origin?: { blob: Buffer; path: string };
 }
 
 export type Special = 'dir' | 'fifo' | 'zero';
@@ -95,7 +105,7 @@ export function loadDraft(dir: string): ImageDraft {
   const layers = (manifest['layers'] as Json[]).map((d) => {
     const blob = readFileSync(blobFile(dir, d['digest'] as string));
     const mediaType = d['mediaType'] as string;
-    return { mediaType, blob, tar: decompressBytes(blob, compressionOf(mediaType)), dirty: false };
+    return { mediaType, blob, tar: decompressBytes(blob, compressionOf(mediaType)), dirty: false, origin: { blob, path: blobFile(dir, d['digest'] as string) } };
   });
   const fin = diffIds.indexOf(labels[LABEL_FINAL_DIFFID] ?? '');
   return { index, manifest, config, layers, finalLayer: fin < 0 ? null : fin, extraFiles: [] };
@@ -138,7 +148,10 @@ export function writeDraft(d: ImageDraft, dir: string): WrittenImage {
     }
     const digest = sha256(l.blob);
     if (l.special) makeSpecial(blobFile(dir, digest), l.special);
-    else if (!l.omitBlob) writeFileSync(blobFile(dir, digest), l.blob);
+    else if (!l.omitBlob && !existsSync(blobFile(dir, digest))) {
+      if (l.origin && l.origin.blob === l.blob) linkSync(l.origin.path, blobFile(dir, digest));
+      else writeFileSync(blobFile(dir, digest), l.blob);
+    }
     descs.push({ mediaType: l.mediaType, digest, size: l.blob.length, ...(l.descOverride ?? {}) });
     diffIds.push(l.diffIdOverride ?? sha256(l.tar));
     layerDigests.push(digest);

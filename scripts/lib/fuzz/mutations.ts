@@ -31,11 +31,11 @@ export interface Mutation {
   /** The importer must fail for unencapsulate only (pull may accept, e.g. derived layers). */
   unencapsulateExpect?: Expect;
   /**
-   * Only the blob changed, not diff_ids: image pull into a repository that already stores a layer
-   * with that diffid reuses it without reading the blob (as containers/storage does), so any
-   * outcome is right there.
+   * image pull into a repository that already stores the image or a layer with that diffid reuses
+   * it without reading the blob (as containers/storage does): any outcome is right there. Set for
+   * changes of blobs only (diff_ids intact) and of limits only.
    */
-  blobOnly?: boolean;
+  pullMayReuse?: boolean;
 }
 
 /** What the fuzzer knows about a base image. */
@@ -389,14 +389,14 @@ const M: Record<string, MutFn> = {
     c.d.layers[i]!.descOverride = { digest: to };
     // image pull may reuse a layer it already stored under that (content-addressed) blob digest
     // without reading it; unencapsulate reads every blob, so its diffid check must catch it.
-    return { cls: 'oci-wrong-digest', detail: `layer ${i} descriptor digest → ${to}${existing ? ' (another layer)' : ''}`, expect: existing ? 'any' : 'fail', unencapsulateExpect: 'fail', blobOnly: true };
+    return { cls: 'oci-wrong-digest', detail: `layer ${i} descriptor digest → ${to}${existing ? ' (another layer)' : ''}`, expect: existing ? 'any' : 'fail', unencapsulateExpect: 'fail', pullMayReuse: true };
   },
   'oci-wrong-size': (c) => {
     const i = c.rng.int(c.d.layers.length);
     const l = c.d.layers[i]!;
     const size = c.rng.pick([l.blob.length - 1, l.blob.length + 1, 0, l.blob.length * 2, 2 ** 53 - 1, 2 ** 53 + 2, -1, 1.5, 1e308, '100', null]);
     l.descOverride = { size };
-    return { cls: 'oci-wrong-size', detail: `layer ${i} size ${String(size)} (real ${l.blob.length})`, expect: 'fail', blobOnly: true };
+    return { cls: 'oci-wrong-size', detail: `layer ${i} size ${String(size)} (real ${l.blob.length})`, expect: 'fail', pullMayReuse: true };
   },
   'oci-wrong-diffid': (c) => {
     const i = c.rng.int(c.d.layers.length);
@@ -408,24 +408,24 @@ const M: Record<string, MutFn> = {
     const i = c.rng.int(c.d.layers.length);
     const l = c.d.layers[i]!;
     l.blob = l.blob.subarray(0, c.rng.int(l.blob.length));
-    return { cls: 'oci-truncate-blob', detail: `layer ${i} blob cut to ${l.blob.length}`, expect: 'fail', blobOnly: true };
+    return { cls: 'oci-truncate-blob', detail: `layer ${i} blob cut to ${l.blob.length}`, expect: 'fail', pullMayReuse: true };
   },
   'oci-flip-blob': (c) => {
     const i = c.rng.int(c.d.layers.length);
     const l = c.d.layers[i]!;
     l.blob = flipBytes(c.rng, l.blob, c.rng.range(1, 3));
-    return { cls: 'oci-flip-blob', detail: `layer ${i} compressed bytes (digest recomputed)`, expect: 'any', blobOnly: true };
+    return { cls: 'oci-flip-blob', detail: `layer ${i} compressed bytes (digest recomputed)`, expect: 'any', pullMayReuse: true };
   },
   'oci-append-blob': (c) => {
     const i = c.rng.int(c.d.layers.length);
     const l = c.d.layers[i]!;
     l.blob = Buffer.concat([l.blob, c.rng.chance(0.5) ? c.rng.bytes(c.rng.range(1, 100)) : compressBytes(Buffer.from('more'), compressionOf(l.mediaType))]);
-    return { cls: 'oci-append-blob', detail: `layer ${i}: data after the compressed stream`, expect: 'any', blobOnly: true };
+    return { cls: 'oci-append-blob', detail: `layer ${i}: data after the compressed stream`, expect: 'any', pullMayReuse: true };
   },
   'oci-missing-blob': (c) => {
     const i = c.rng.int(c.d.layers.length);
     c.d.layers[i]!.omitBlob = true;
-    return { cls: 'oci-missing-blob', detail: `layer ${i}`, expect: 'fail', blobOnly: true };
+    return { cls: 'oci-missing-blob', detail: `layer ${i}`, expect: 'fail', pullMayReuse: true };
   },
   'oci-media-type': (c) => {
     const which = c.rng.int(3);
@@ -441,7 +441,7 @@ const M: Record<string, MutFn> = {
     const l = c.d.layers[i]!;
     const other = compressionOf(l.mediaType) === 'gzip' ? 'zstd' : 'gzip';
     l.blob = compressBytes(l.tar, other);
-    return { cls: 'oci-wrong-compression', detail: `layer ${i} is ${other} but typed ${l.mediaType}`, expect: 'fail', blobOnly: true };
+    return { cls: 'oci-wrong-compression', detail: `layer ${i} is ${other} but typed ${l.mediaType}`, expect: 'fail', pullMayReuse: true };
   },
   'oci-manifest-field': (c) => {
     const m = c.d.manifest;
@@ -511,7 +511,7 @@ const M: Record<string, MutFn> = {
     const i = c.rng.int(c.d.layers.length);
     const kind = c.rng.pick(['dir', 'fifo', 'zero'] as const);
     c.d.layers[i]!.special = kind;
-    return { cls: 'oci-special-blob', detail: `layer ${i} blob is a ${kind}`, expect: 'fail', blobOnly: true };
+    return { cls: 'oci-special-blob', detail: `layer ${i} blob is a ${kind}`, expect: 'fail', pullMayReuse: true };
   },
   'oci-layers': (c) => {
     const n = c.d.layers.length;
@@ -530,7 +530,7 @@ const M: Record<string, MutFn> = {
       [
         'commit layer moved',
         () => {
-          if (n < 2) return 'fail';
+          if (n < 2) return 'ok'; // nothing to move
           const to = 1 + c.rng.int(n - 1);
           [c.d.layers[0], c.d.layers[to]] = [c.d.layers[to]!, c.d.layers[0]!];
           return 'fail';
@@ -664,12 +664,12 @@ const M: Record<string, MutFn> = {
       limits.layerRatioFloor = 1;
       limits.maxLayerRatio = below ? Math.max(1, Math.floor(s.layerRatio) - 1) : Math.ceil(s.layerRatio);
       const fails = below && s.layerRatio > limits.maxLayerRatio;
-      return { cls: 'limit', detail: `${cap}=${limits.maxLayerRatio} (worst layer ${s.layerRatio.toFixed(2)})`, expect: fails ? 'fail' : 'ok', limits, ...(fails ? { cap } : {}) };
+      return { cls: 'limit', detail: `${cap}=${limits.maxLayerRatio} (worst layer ${s.layerRatio.toFixed(2)})`, expect: fails ? 'fail' : 'ok', limits, pullMayReuse: true, ...(fails ? { cap } : {}) };
     }
     limits[cap] = below ? actual - 1 : actual;
     const fails = below && actual - 1 >= 1;
     if (limits[cap]! < 1) limits[cap] = 1;
-    return { cls: 'limit', detail: `${cap}=${limits[cap]} (image needs ${actual})`, expect: fails ? 'fail' : 'ok', limits, ...(fails ? { cap } : {}) };
+    return { cls: 'limit', detail: `${cap}=${limits[cap]} (image needs ${actual})`, expect: fails ? 'fail' : 'ok', limits, pullMayReuse: true, ...(fails ? { cap } : {}) };
   },
 };
 

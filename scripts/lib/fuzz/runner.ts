@@ -67,6 +67,8 @@ export interface FuzzReport {
   byClass: Record<string, { cases: number; imported: number; rejected: number; failures: number }>;
   bases: string[];
   ms: number;
+  /** Where the time went (ms): base images, writing cases, repositories, imports, fsck. */
+  phases: Record<string, number>;
 }
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -303,7 +305,13 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   rmSync(o.dir, { recursive: true, force: true });
   mkdirSync(o.dir, { recursive: true });
   const worker = new Worker();
-  const report: FuzzReport = { seed: o.seed, cases: 0, imports: 0, failures: [], byClass: {}, bases: [], ms: 0 };
+  const report: FuzzReport = { seed: o.seed, cases: 0, imports: 0, failures: [], byClass: {}, bases: [], ms: 0, phases: {} };
+  let tp = Date.now();
+  const phase = (name: string): void => {
+    const now = Date.now();
+    report.phases[name] = (report.phases[name] ?? 0) + now - tp;
+    tp = now;
+  };
   try {
     log(`fuzz: building base images in ${o.dir}`);
     const bases = await buildBases(o.dir);
@@ -322,6 +330,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
         warm.set(`${b.name}/${op}`, repo);
       }
     }
+    phase('bases');
     const limitsSpec = (l: Partial<Record<string, number>>): string =>
       Object.entries(l)
         .map(([k, v]) => `${k}=${v}`)
@@ -338,6 +347,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
       rmSync(caseDir, { recursive: true, force: true });
       const img = join(caseDir, 'img');
       writeDraft(d, img);
+      phase(`write:${mut.cls}`);
       report.cases++;
       const stats = (report.byClass[mut.cls] ??= { cases: 0, imported: 0, rejected: 0, failures: 0 });
       stats.cases++;
@@ -351,12 +361,14 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
         }
         const before = snapshot(repo);
         const refsBefore = isWarm ? null : before;
+        phase('repo');
         const t1 = Date.now();
         const ref = op === 'unencapsulate' && rng.chance(0.5) ? 'fuzz/imported' : undefined;
         const reply = await worker.run({ op, repo, imgref: `oci:${img}`, limits: limitsSpec({ ...FUZZ_LIMITS, ...(mut.limits ?? {}) }), ...(ref ? { ref } : {}) }, timeoutMs);
         report.imports++;
+        phase('import');
         const res: CaseResult = { index: i, caseSeed: cs, base: base.name, mutation: mut, op, warm: isWarm, outcome: 'rejected', ms: Date.now() - t1 };
-        const expect = op === 'unencapsulate' ? (mut.unencapsulateExpect ?? mut.expect) : isWarm && mut.blobOnly ? 'any' : mut.expect;
+        const expect = op === 'unencapsulate' ? (mut.unencapsulateExpect ?? mut.expect) : isWarm && mut.pullMayReuse ? 'any' : mut.expect;
         const fail = (why: string): void => {
           res.failure = why;
         };
@@ -400,6 +412,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
             }
           }
         }
+        phase('check');
         if (res.outcome === 'imported') stats.imported++;
         else stats.rejected++;
         if (res.failure) {

@@ -57,7 +57,7 @@ async function openDump(path: string): Promise<NodeJS.ReadableStream | AsyncIter
     const e = err as NodeJS.ErrnoException;
     throw new UsageError(`--from-dump ${path}: cannot read (${e.code ?? e.message})`, { path, code: e.code });
   }
-  return createReadStream(path, { highWaterMark: 1 << 20 });
+  return createReadStream(path, { highWaterMark: 256 << 10 });
 }
 
 export function register(program: Command): void {

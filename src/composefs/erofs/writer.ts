@@ -546,8 +546,8 @@ class Builder {
   version: number;
   // breadth-first order (§4.3)
   readonly nodes: TreeNode[];
-  readonly parentOf: number[] = [0];
-  readonly firstChild: number[] = [];
+  parentOf: number[] = [0];
+  firstChild: number[] = [];
   readonly dirents: (TreeNode[] | undefined)[] = [];
   isWhiteoutParent = new Uint8Array(0);
   hasLinks = false;
@@ -583,6 +583,8 @@ class Builder {
   inodesEnd = 0;
   dataStart = 0;
   nDataBlocks = 0;
+  /** Largest inode + xattrs + inline tail, in bytes. */
+  maxSpan = 0;
 
   constructor(
     readonly root: TreeNode,
@@ -694,6 +696,9 @@ class Builder {
       }
       this.nlink[q] = 2 + subdirs;
     }
+    // no longer needed
+    this.parentOf = [];
+    this.firstChild = [];
   }
 
   private linkTarget(c: TreeNode, index: Map<TreeNode, number>): number {
@@ -1034,6 +1039,7 @@ class Builder {
     this.nid[i] = pos / EROFS_SLOTSIZE;
     this.nBlocks[i] = nb;
     this.tail[i] = tl;
+    if (nonTail + tl > this.maxSpan) this.maxSpan = nonTail + tl;
     this.nDataBlocks += nb;
     return pos + nonTail + tl;
   }
@@ -1076,8 +1082,11 @@ class Builder {
    * everything before the next inode is final): header, superblock, inodes, shared xattr table,
    * zero padding to the first data block.
    */
-  *metaChunks(W: number, fresh: (n: number) => Buffer, recycle: (b: Buffer) => void): Generator<Buffer> {
+  *metaChunks(window: number, fresh: (n: number) => Buffer, recycle: (b: Buffer) => void): Generator<Buffer> {
     const { N, dataStart, inodesEnd } = this;
+    // the window must hold the largest inode (with xattrs and tail) or shared xattr entry
+    let W = Math.max(window, this.maxSpan, EROFS_INODES_START);
+    for (const id of this.sharedIds) W = Math.max(W, this.values.size[id]!);
     let win = fresh(W);
     let dv = new DataView(win.buffer, win.byteOffset, win.byteLength);
     let base = 0;

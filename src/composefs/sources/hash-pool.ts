@@ -94,10 +94,12 @@ export class HashPool {
   private readonly waiting = new Map<number, { resolve: (d: Buffer) => void; reject: (e: Error) => void; size: number }>();
   private drainWaiters: (() => void)[] = [];
   private failed: Error | undefined;
+  private closing = false;
 
   constructor(private readonly maxInFlight = 8 << 20) {
+    // Not unref'ed: while digests are awaited the worker is what keeps the process alive. Owners
+    // close() the pool in a finally.
     this.worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] });
-    this.worker.unref();
     this.worker.on('message', (m: Reply) => {
       this.inFlight -= m.bytes;
       if (m.digest) {
@@ -109,6 +111,9 @@ export class HashPool {
       if (this.inFlight <= this.maxInFlight) this.wake();
     });
     this.worker.on('error', (e) => this.fail(new ComposefsSourceError(`hash worker failed: ${e.message}`)));
+    this.worker.on('exit', (code) => {
+      if (!this.closing) this.fail(new ComposefsSourceError(`hash worker exited unexpectedly (code ${code})`));
+    });
   }
 
   /** Should hashing go to a worker on this machine? (More than one core.) */
@@ -162,6 +167,7 @@ export class HashPool {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await this.worker.terminate();
   }
 }
