@@ -6,29 +6,43 @@
 import { Command, CommanderError } from 'commander';
 import { renderError } from './output.js';
 import { LIMITS_ENV, parseLimits } from '../limits.js';
-// (commands are imported here)
-import * as show from './commands/show.js';
-import * as fsck from './commands/fsck.js';
-import * as sign from './commands/sign.js';
-import * as verify from './commands/verify.js';
-import * as commitComposefs from './commands/commit-composefs.js';
-import * as roundtripCmd from './commands/roundtrip.js';
-import * as fsverityCmd from './commands/fsverity.js';
-import * as encapsulateCmd from './commands/encapsulate.js';
-import * as unencapsulateCmd from './commands/unencapsulate.js';
-import * as composefsCmd from './commands/composefs.js';
-import * as migrateCmd from './commands/migrate.js';
-import * as cfsCmd from './commands/cfs.js';
-import * as imageCmd from './commands/image.js';
-import * as sealCmd from './commands/seal.js';
-
 interface CommandModule {
   register(program: Command): void;
 }
 
-const COMMANDS: CommandModule[] = [show, fsck, sign, verify, commitComposefs, roundtripCmd, fsverityCmd, encapsulateCmd, unencapsulateCmd, composefsCmd, migrateCmd, cfsCmd, imageCmd, sealCmd];
+/**
+ * Every command: the top-level names a module registers, and how to load it. Only the module of
+ * the command being run is imported (all of them for --help or an unknown name), so a command
+ * does not pay for the libraries of the others (libostree via koffi, zstd, …) in time and memory.
+ */
+const COMMANDS: Array<[names: string[], load: () => Promise<CommandModule>]> = [
+  [['show'], () => import('./commands/show.js')],
+  [['fsck'], () => import('./commands/fsck.js')],
+  [['keygen', 'sign'], () => import('./commands/sign.js')],
+  [['verify'], () => import('./commands/verify.js')],
+  [['commit-composefs'], () => import('./commands/commit-composefs.js')],
+  [['roundtrip'], () => import('./commands/roundtrip.js')],
+  [['fsverity'], () => import('./commands/fsverity.js')],
+  [['encapsulate'], () => import('./commands/encapsulate.js')],
+  [['unencapsulate'], () => import('./commands/unencapsulate.js')],
+  [['composefs'], () => import('./commands/composefs.js')],
+  [['migrate'], () => import('./commands/migrate.js')],
+  [['cfs'], () => import('./commands/cfs.js')],
+  [['image'], () => import('./commands/image.js')],
+  [['seal'], () => import('./commands/seal.js')],
+];
 
-export function buildProgram(): Command {
+/** The first argument that is not a global option: the command name, if any. */
+function commandName(argv: string[]): string | undefined {
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--limit') i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
+export async function buildProgram(argv: string[] = process.argv): Promise<Command> {
   const program = new Command();
   program
     .name('ostree-oci')
@@ -48,12 +62,14 @@ export function buildProgram(): Command {
     for (const v of given) parseLimits(v, '--limit');
     process.env[LIMITS_ENV] = [process.env[LIMITS_ENV], ...given].filter(Boolean).join(',');
   });
-  for (const mod of COMMANDS) mod.register(program);
+  const name = commandName(argv);
+  const wanted = COMMANDS.filter(([names]) => name !== undefined && names.includes(name));
+  for (const [, load] of wanted.length ? wanted : COMMANDS) (await load()).register(program);
   return program;
 }
 
 async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
