@@ -41,11 +41,12 @@ case "${1:-ensure}" in
     ensure
     exec unshare -m --propagation private sh -c '
       d=$1; c=$2; shift 2
+      # .cache first: the chroot itself may live below it, and a later bind would hide these.
+      mkdir -p "$d$c" && mount --bind "$c" "$d$c"
       mount --bind /proc "$d/proc"
       mount --rbind /dev "$d/dev" 2>/dev/null || true
       mount --bind /tmp "$d/tmp"
-      mkdir -p "$d$c" && mount --bind "$c" "$d$c"
-      exec chroot "$d" "$@"' oracle "$dir" "$root/.cache" "$@"
+      exec chroot "$d" "$@"' oracle "$(realpath "$dir")" "$(realpath "$root/.cache")" "$@"
     ;;
   *) echo "usage: scripts/oracle.sh [ensure|path|run CMD…]" >&2; exit 2 ;;
 esac
