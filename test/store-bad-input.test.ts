@@ -189,6 +189,23 @@ async function stallingProxy(t: T, upstream: string): Promise<{ host: string; st
   return { host: `127.0.0.1:${port}`, stall, stalled };
 }
 
+/** The CLI without blocking the event loop (the proxy lives in this process). */
+async function cliAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += String(d)));
+  child.stderr.on('data', (d) => (stderr += String(d)));
+  const [status] = (await once(child, 'close')) as [number | null];
+  return { status, stdout, stderr };
+}
+
+async function pullJson(args: string[]): Promise<{ commit: string; layersFetched: number }> {
+  const r = await cliAsync(['image', 'pull', ...args, '--json']);
+  if (r.status !== 0) throw new Error(`image pull ${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as { commit: string; layersFetched: number };
+}
+
 t.test('a pull killed in the middle of a layer download (SIGKILL from outside)', async (t) => {
   const registry = await startRegistry(t);
   const proxy = await stallingProxy(t, registry);
@@ -197,7 +214,7 @@ t.test('a pull killed in the middle of a layer download (SIGKILL from outside)',
   const imageRef = `ostree/container/image/${escapeRef(imgref)}`;
   run('encapsulate', '--repo', src.repo, 'main', direct, '--max-layers', '3', '--no-tls-verify');
   const repo = newRepo(join(root, 'repo-killed'));
-  t.equal(runJson<{ commit: string }>('image', 'pull', '--repo', repo, imgref, '--no-tls-verify').commit, src.commit, 'v1 pulled');
+  t.equal((await pullJson(['--repo', repo, imgref, '--no-tls-verify'])).commit, src.commit, 'v1 pulled through the proxy');
   const rawLayers = (): string[] =>
     (JSON.parse(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', direct], { encoding: 'utf8' })) as { layers: Array<{ digest: string }> }).layers.map((l) => l.digest);
   const m1 = new Set(rawLayers());
@@ -229,7 +246,7 @@ t.test('a pull killed in the middle of a layer download (SIGKILL from outside)',
   t.equal(repoState(repo), before, 'no object files added');
   t.match(ostreeFsck(repo), /no errors/, 'ostree fsck clean');
   proxy.stall.digest = null;
-  const r = runJson<{ commit: string; layersFetched: number }>('image', 'pull', '--repo', repo, imgref, '--no-tls-verify');
+  const r = await pullJson(['--repo', repo, imgref, '--no-tls-verify']);
   t.equal(r.commit, v2, 're-pull succeeds');
   t.equal(r.layersFetched, 2);
   t.equal(cli(['verify', '--repo', repo, imageRef, '--pubkeys', src.pub, '--composefs']).status, 0, 'and verifies');

@@ -402,7 +402,8 @@ const M: Record<string, MutFn> = {
     const i = c.rng.int(c.d.layers.length);
     const to = c.rng.pick([`sha256:${c.rng.hex(64)}`, `sha256:${c.rng.hex(63)}`, 'sha512:' + c.rng.hex(128), '', 'sha256:' + c.rng.hex(64).toUpperCase()]);
     c.d.layers[i]!.diffIdOverride = to;
-    return { cls: 'oci-wrong-diffid', detail: `diff_ids[${i}] → ${to}`, expect: 'fail' };
+    // image pull reuses a layer it stores under the same blob digest without reading it again.
+    return { cls: 'oci-wrong-diffid', detail: `diff_ids[${i}] → ${to}`, expect: 'fail', pullMayReuse: true };
   },
   'oci-truncate-blob': (c) => {
     const i = c.rng.int(c.d.layers.length);
@@ -645,7 +646,14 @@ const M: Record<string, MutFn> = {
     es.splice(c.rng.int(es.length + 1), 0, ...add);
     setEntries(c, i, es);
     const len = Buffer.byteLength(p);
-    return { cls: 'deep-entries', detail: `${depth} nested directory entries (${len}-byte path) in layer ${i}`, expect: len > 4096 ? 'fail' : 'ok', ...(len > 4096 ? { cap: 'maxPathLength' as const } : {}) };
+    // These headers compress extremely well: keep the default ratio floor so only the path cap can apply.
+    return {
+      cls: 'deep-entries',
+      detail: `${depth} nested directory entries (${len}-byte path) in layer ${i}`,
+      expect: len > 4096 ? 'fail' : 'ok',
+      limits: { layerRatioFloor: 64 << 20 },
+      ...(len > 4096 ? { cap: 'maxPathLength' as const } : {}),
+    };
   },
   limit: (c) => {
     const s = c.base.shape;
