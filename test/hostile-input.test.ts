@@ -53,9 +53,12 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): { status: number | nu
   return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString(), timedOut: r.error !== undefined || r.signal === 'SIGTERM' };
 }
 
-/** Both importers reject `img` with a message matching `re`; the repositories stay untouched. */
-function rejects(t: Test, img: string, re: RegExp, extra: string[] = [], env: NodeJS.ProcessEnv = {}): void {
-  for (const cmd of [['unencapsulate', '--ref', 'x'], ['image', 'pull']]) {
+type Importer = 'unencapsulate' | 'pull';
+const COMMAND: Record<Importer, string[]> = { unencapsulate: ['unencapsulate', '--ref', 'x'], pull: ['image', 'pull'] };
+
+/** The importers reject `img` with a message matching `re`; the repositories stay untouched. */
+function rejects(t: Test, img: string, re: RegExp, extra: string[] = [], env: NodeJS.ProcessEnv = {}, importers: Importer[] = ['unencapsulate', 'pull']): void {
+  for (const cmd of importers.map((i) => COMMAND[i])) {
     const repo = freshRepo();
     const before = repoState(repo);
     const r = cli([...extra, ...cmd, '--repo', repo, `oci:${img}`], env);
@@ -77,27 +80,32 @@ t.test('sanity: the base image imports with both importers', async (t) => {
 });
 
 t.test('layout files that are not regular files (was: EISDIR crash, /dev/zero and FIFO hangs)', async (t) => {
-  for (const kind of ['dir', 'fifo', 'zero'] as const) {
+  // Both importers read layouts through the same source (src/oci/source.ts): each kind is tried
+  // with one of them, alternating.
+  const kinds = ['dir', 'fifo', 'zero'] as const;
+  kinds.forEach((kind, k) => {
     const idx = image(() => {});
     rmSync(join(idx, 'index.json'));
     if (kind === 'dir') mkdirSync(join(idx, 'index.json'));
     else if (kind === 'fifo') execFileSync('mkfifo', [join(idx, 'index.json')]);
     else symlinkSync('/dev/zero', join(idx, 'index.json'));
-    t.test(`index.json is a ${kind}`, async (t) => rejects(t, idx, /index\.json.*not a regular file/));
+    const one: Importer[] = [k % 2 ? 'pull' : 'unencapsulate'];
+    const other: Importer[] = [k % 2 ? 'unencapsulate' : 'pull'];
+    t.test(`index.json is a ${kind}`, async (t) => rejects(t, idx, /index\.json.*not a regular file/, [], {}, one));
     const blob = image((d) => (d.layers[1]!.special = kind));
-    t.test(`a layer blob is a ${kind}`, async (t) => rejects(t, blob, /blob sha256:[0-9a-f]{64}.*not a regular file/));
-  }
+    t.test(`a layer blob is a ${kind}`, async (t) => rejects(t, blob, /blob sha256:[0-9a-f]{64}.*not a regular file/, [], {}, other));
+  });
   const huge = image((d) => (d.rawIndex = Buffer.from(JSON.stringify({ ...d.index, pad: 'x'.repeat(5 << 20) }))));
-  t.test('an index.json over 4 MiB', async (t) => rejects(t, huge, /index\.json: \d+ bytes is more than the 4194304 allowed/));
+  t.test('an index.json over 4 MiB', async (t) => rejects(t, huge, /index\.json: \d+ bytes is more than the 4194304 allowed/, [], {}, ['unencapsulate']));
 });
 
 t.test('a malformed config.config or Labels (was: read as a non-ostree image by image pull)', async (t) => {
   const str = image((d) => (d.config['config'] = 'x'));
   t.test('config.config a string', async (t) => rejects(t, str, /\.config: must be an object, got string/));
   const arr = image((d) => ((d.config['config'] as Record<string, unknown>)['Labels'] = ['ostree.final-diffid']));
-  t.test('Labels an array', async (t) => rejects(t, arr, /\.config\.Labels: must be an object of strings/));
+  t.test('Labels an array', async (t) => rejects(t, arr, /\.config\.Labels: must be an object of strings/, [], {}, ['pull']));
   const num = image((d) => (((d.config['config'] as Record<string, unknown>)['Labels'] as Record<string, unknown>)['ostree.bootable'] = 1));
-  t.test('a label that is not a string', async (t) => rejects(t, num, /\.config\.Labels\["ostree\.bootable"\]: must be a string/));
+  t.test('a label that is not a string', async (t) => rejects(t, num, /\.config\.Labels\["ostree\.bootable"\]: must be a string/, [], {}, ['pull']));
 });
 
 /** A tar of `mib` MiB: a regular-file entry named `name` holding zeros. */
@@ -121,7 +129,9 @@ t.test('decompression bombs name maxLayerRatio (was: unbounded in image pull; "U
     d.layers[1]!.dirty = true;
   });
   t.test('a content object of zeros streaming into libostree', async (t) => rejects(t, object, /exceeds limit maxLayerRatio/, cheap));
-  t.test('OSTREE_OCI_LIMITS does the same as --limit', async (t) => rejects(t, object, /exceeds limit maxLayerRatio/, [], { OSTREE_OCI_LIMITS: 'layerRatioFloor=1M,maxLayerRatio=20' }));
+  t.test('OSTREE_OCI_LIMITS does the same as --limit', async (t) =>
+    rejects(t, object, /exceeds limit maxLayerRatio/, [], { OSTREE_OCI_LIMITS: 'layerRatioFloor=1M,maxLayerRatio=20' }, ['unencapsulate']),
+  );
   t.test('the library option wins over the environment', async (t) => {
     for (const op of ['unencapsulate', 'pull'] as const) {
       const repo = Repo.open(freshRepo());
@@ -180,16 +190,32 @@ t.test('each cap, at the image’s own value and one below', async (t) => {
     ['maxXattrsSize', xattrs],
   ];
   t.ok(depth >= 10 && entries > 5 && path > 250 && meta > 500 && xattrs > 10, `the sample has something to cap: ${JSON.stringify(caps)}`);
-  for (const [cap, actual] of caps) {
-    const ok = cli(['--limit', `${cap}=${actual}`, 'unencapsulate', '--repo', freshRepo(), `oci:${base}`]);
-    t.equal(ok.status, 0, `${cap}=${actual} (exactly what the image needs): imports (${ok.stderr.trim()})`);
-    const repo = freshRepo();
-    const before = repoState(repo);
-    const bad = cli(['--limit', `${cap}=${actual - 1}`, 'unencapsulate', '--repo', repo, `oci:${base}`]);
-    t.equal(bad.status, 1, `${cap}=${actual - 1}: refused`);
-    t.match(bad.stderr, new RegExp(`exceeds limit ${cap} \\(${actual} > ${actual - 1}; raise it with --limit ${cap}=N`), `${cap}: the message names the cap and both numbers`);
-    t.equal(repoState(repo), before, `${cap}: repository unchanged`);
+  // Through the library (both importers), and once through the CLI's --limit.
+  const importOnce = async (op: Importer, limits: Record<string, number>): Promise<unknown> => {
+    const path = freshRepo();
+    const before = repoState(path);
+    const repo = Repo.open(path);
+    try {
+      if (op === 'unencapsulate') await unencapsulate(repo, `oci:${base}`, { limits });
+      else await pullImage(repo, `oci:${base}`, { limits });
+      return null;
+    } catch (e) {
+      t.equal(repoState(path), before, `${op} ${JSON.stringify(limits)}: repository unchanged after the error`);
+      return e;
+    } finally {
+      repo.close();
+    }
+  };
+  for (const [k, [cap, actual]] of caps.entries()) {
+    const op: Importer = k % 2 ? 'pull' : 'unencapsulate';
+    t.equal(await importOnce(op, { [cap]: actual }), null, `${op} ${cap}=${actual} (exactly what the image needs): imports`);
+    const err = await importOnce(op, { [cap]: actual - 1 });
+    t.ok(err instanceof LimitError && err.cap === cap, `${op} ${cap}=${actual - 1}: LimitError naming ${cap}`);
+    t.match(String((err as Error)?.message), new RegExp(`exceeds limit ${cap} \\(${actual} > ${actual - 1}; raise it with --limit ${cap}=N`), `${cap}: the message names the cap and both numbers`);
   }
+  const bad = cli(['--limit', `maxTreeDepth=${depth - 1}`, 'unencapsulate', '--repo', freshRepo(), `oci:${base}`]);
+  t.equal(bad.status, 1, 'CLI --limit maxTreeDepth: refused, exit status 1');
+  t.match(bad.stderr, new RegExp(`^error: commit ${s.commit}: directory /\\S+ nesting depth: exceeds limit maxTreeDepth \\(${depth} > ${depth - 1}`), 'CLI: one line naming the directory and the cap');
 });
 
 t.test('limits: parsing and defaults', async (t) => {
