@@ -20,6 +20,7 @@ declare -A probe=(
   [time]=/usr/bin/time
   [util-linux]=/usr/bin/unshare
   [attr]=/usr/bin/setfattr
+  [strace]=/usr/bin/strace
 )
 missing=()
 for pkg in "${!probe[@]}"; do

@@ -638,6 +638,9 @@ export class CommitImporter {
       if (this.repo.hasObject(ObjectType.COMMIT, csum)) {
         const stored = this.verifyStoredMetadata(ObjectType.COMMIT, csum, `commit ${csum}`);
         if (!stored.equals(this.commitBytes)) throw new OstreeOciError(`stored commit ${csum} differs from the image's`);
+        // Every object it references was verified above: a mark left by an interrupted import
+        // (Repo.markPartial) goes when this transaction commits.
+        this.repo.markPartial(csum);
       } else {
         this.repo.writeMetadata(ObjectType.COMMIT, csum, this.commitBytes);
       }

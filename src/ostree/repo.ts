@@ -5,7 +5,7 @@
  * expected checksum that is verified twice — in TypeScript before/while the bytes flow and by
  * libostree's verifying writes (never the `_trusted` variants).
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import {
@@ -77,6 +77,8 @@ const SMALL_CONTENT = 1 << 20;
 
 export class Repo {
   private inTransaction = false;
+  /** Commits written in the open transaction, marked partial until it commits (see markPartial). */
+  private partialMarks: Array<{ file: string; existed: boolean }> = [];
 
   private constructor(
     readonly path: string,
@@ -215,6 +217,7 @@ export class Repo {
     try {
       const result = await fn(this);
       this.native.commitTransaction();
+      this.clearPartialMarks(true);
       return result;
     } catch (e) {
       try {
@@ -222,9 +225,46 @@ export class Repo {
       } catch {
         /* report the original error */
       }
+      this.clearPartialMarks(false);
       throw e;
     } finally {
       this.inTransaction = false;
+      this.partialMarks = [];
+    }
+  }
+
+  /**
+   * libostree commits a transaction by renaming the staged objects into objects/ one by one, in
+   * directory order, so a process killed in the middle can leave a commit object whose dirtrees or
+   * files are not there yet (`ostree fsck` then fails). A commit written in a transaction is
+   * therefore marked partial (`state/<checksum>.commitpartial`, as libostree's pull does) until the
+   * transaction has committed: a partial commit is one fsck and pulls know to be incomplete, and
+   * the next import of it completes it and removes the mark. An importer that finds the commit
+   * already stored and has verified everything it references calls this too, so the mark of an
+   * earlier, interrupted import goes away when this transaction commits.
+   */
+  markPartial(checksum: string): void {
+    if (!this.inTransaction) throw new OstreeOciError(`markPartial(${checksum}) outside a transaction on ${this.path}`);
+    const dir = join(this.path, 'state');
+    const file = join(dir, `${checksum}.commitpartial`);
+    if (this.partialMarks.some((m) => m.file === file)) return;
+    const existed = existsSync(file);
+    if (!existed) {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(file, '');
+    }
+    this.partialMarks.push({ file, existed });
+  }
+
+  /** After commit: every commit written is whole, remove its mark. After abort: only the new marks. */
+  private clearPartialMarks(committed: boolean): void {
+    for (const m of this.partialMarks) {
+      if (!committed && m.existed) continue;
+      try {
+        unlinkSync(m.file);
+      } catch {
+        /* already gone */
+      }
     }
   }
 
@@ -242,6 +282,7 @@ export class Repo {
     const actual = sha256Hex(bytes);
     const typeName = ObjectType[type]?.toLowerCase().replace('_', '') ?? String(type);
     if (actual !== expected) throw new ObjectChecksumError(typeName, expected, actual);
+    if (type === ObjectType.COMMIT && this.inTransaction) this.markPartial(expected);
     const stored = this.native.writeMetadata(type, expected, bytes);
     if (stored !== expected) throw new ObjectChecksumError(typeName, expected, stored);
     return stored;

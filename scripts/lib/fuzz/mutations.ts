@@ -36,6 +36,8 @@ export interface Mutation {
    * changes of blobs only (diff_ids intact) and of limits only.
    */
   pullMayReuse?: boolean;
+  /** image pull may store the image as a non-ostree (all layers derived) image. */
+  pullNonOstree?: boolean;
 }
 
 /** What the fuzzer knows about a base image. */
@@ -487,6 +489,9 @@ const M: Record<string, MutFn> = {
     ];
     const [what, fn, expect] = c.rng.pick(edits);
     fn();
+    // Without the label the image is not an ostree image: image pull stores it as a plain
+    // container image (every layer derived), unencapsulate refuses it.
+    if (what === 'delete final-diffid label') return { cls: 'oci-config-field', detail: what, expect: 'any', unencapsulateExpect: 'fail', pullNonOstree: true };
     return { cls: 'oci-config-field', detail: what, expect };
   },
   'oci-index': (c) => {

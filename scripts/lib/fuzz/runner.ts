@@ -393,7 +393,10 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
           res.outcome = 'imported';
           const commit = op === 'pull' ? reply.baseCommit : reply.commit;
           if (expect === 'fail') fail(`accepted a corrupt image (commit ${reply.commit})`);
-          else if (commit !== base.commit) fail(`imported commit ${commit}, the image's commit is ${base.commit}`);
+          else if (op === 'pull' && mut.pullNonOstree && reply.baseCommit === null) {
+            const bad = ostreeFsck(repo);
+            if (bad) fail(`ostree fsck after storing a non-ostree image: ${bad}`);
+          } else if (commit !== base.commit) fail(`imported commit ${commit}, the image's commit is ${base.commit}`);
           else if (op === 'pull' && (reply.derived ?? 0) > 0 && !mut.derived) fail(`pull stored ${reply.derived} derived layer(s) the mutation did not add`);
           else {
             const exp = expectedCommitmeta(d, base.commit);
