@@ -43,6 +43,7 @@ async function main(): Promise<number> {
     seed,
     dir,
     ...(a.has('case') ? { only: Number(a.get('case')) } : {}),
+    ...(a.has('from') ? { from: Number(a.get('from')) } : {}),
     ...(a.has('classes') ? { classes: a.get('classes')!.split(',') } : {}),
     ...(a.has('ops') ? { ops: a.get('ops')!.split(',') as Op[] } : {}),
     ...(a.has('timeout') ? { timeoutMs: Number(a.get('timeout')) } : {}),

@@ -470,8 +470,14 @@ export function inspectImage(repo: Repo, imgrefIn: string): ImageDetails {
 }
 
 /** diffid → (blob digest, commit) over every stored image whose layer ref exists. */
-function diffIdIndex(repo: Repo): Map<string, { digest: string; commit: string }> {
-  const map = new Map<string, { digest: string; commit: string }>();
+function diffIdIndex(repo: Repo): { byDiffId: Map<string, { digest: string; commit: string }>; claims: Map<string, Set<string>> } {
+  // A layer reused by blob digest is never read, so the diffid its image claims for it is never
+  // checked: only pairs that every stored image agrees on are used (and a pull reuses a stored
+  // blob only when a stored image vouches for its diffid, else it reads and verifies it). Without
+  // this, one image pairing a stored blob with a false diffid decides what a later image with that
+  // diffid gets (test/store-diffid-poison.test.ts).
+  const claims = new Map<string, Set<string>>();
+  const pairs: Array<[string, string]> = [];
   for (const { imgref, imageRef } of listImageRefs(repo)) {
     let s: ImageState | null;
     try {
@@ -482,12 +488,20 @@ function diffIdIndex(repo: Repo): Map<string, { digest: string; commit: string }
     if (!s) continue;
     s.manifest.layers.forEach((d, i) => {
       const diffId = s!.config.rootfs.diff_ids[i];
-      if (!diffId || map.has(diffId)) return;
-      const commit = repo.resolveRevIfExists(layerRefFor(d.digest));
-      if (commit) map.set(diffId, { digest: d.digest, commit });
+      if (!diffId) return;
+      let set = claims.get(d.digest);
+      if (!set) claims.set(d.digest, (set = new Set()));
+      set.add(diffId);
+      pairs.push([diffId, d.digest]);
     });
   }
-  return map;
+  const byDiffId = new Map<string, { digest: string; commit: string }>();
+  for (const [diffId, digest] of pairs) {
+    if (byDiffId.has(diffId) || claims.get(digest)!.size !== 1) continue;
+    const commit = repo.resolveRevIfExists(layerRefFor(digest));
+    if (commit) byDiffId.set(diffId, { digest, commit });
+  }
+  return { byDiffId, claims };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -528,10 +542,13 @@ export async function pullImage(repo: Repo, imgrefIn: string | ImageReference, o
     }
 
     // Plan: which layers are already in the store.
-    const byDiffId = diffIdIndex(repo);
+    const { byDiffId, claims } = diffIdIndex(repo);
     const layers: PulledLayer[] = img.layers.map((d, i) => {
       const lref = layerRefFor(d.digest);
       let commit = repo.resolveRevIfExists(lref);
+      // Reuse a stored blob only when the stored images say it has exactly this diffid.
+      const vouched = claims.get(d.digest);
+      if (commit && !(vouched?.size === 1 && vouched.has(img.diffIds[i]!))) commit = null;
       let action: PulledLayer['action'] = 'reused';
       if (!commit) {
         const alt = byDiffId.get(img.diffIds[i]!);

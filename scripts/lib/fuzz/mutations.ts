@@ -215,8 +215,9 @@ const M: Record<string, MutFn> = {
     const es = entriesOf(c, p.layer);
     es.splice(p.index, 1);
     setEntries(c, p.layer, es);
-    const o = objectOf(p.e);
-    return { cls: 'drop-entry', detail: `${p.e.name} (layer ${p.layer})`, expect: o && o.ext !== 'commitmeta' && o.ext !== 'file-xattrs-link' ? 'any' : 'any' };
+    // A dropped object may be in an already-populated repository; a dropped commitmeta, directory
+    // or checkout entry changes nothing the importer needs: any outcome, checked as usual.
+    return { cls: 'drop-entry', detail: `${p.e.name} (layer ${p.layer})`, expect: 'any' };
   },
   'dup-entry': (c) => {
     const p = pickEntry(c, () => true)!;
@@ -732,7 +733,7 @@ export const CLASSES: Array<[string, number]> = [
   ['limit', 5],
 ];
 
-/** Apply one (or, sometimes, two) random mutations to `d`, a fresh clone of `base.draft`. */
+/** Apply one random mutation (of `only` classes, if given) to `d`, a fresh clone of `base.draft`. */
 export function mutate(rng: Rng, d: ImageDraft, base: BaseInfo, only?: string[]): Mutation[] {
   const classes = only?.length ? CLASSES.filter(([n]) => only.includes(n)) : CLASSES;
   if (!classes.length) throw new Error(`no such mutation class: ${only?.join(', ')}`);
@@ -742,7 +743,5 @@ export function mutate(rng: Rng, d: ImageDraft, base: BaseInfo, only?: string[])
     for (const [n, w] of classes) if ((x -= w) < 0) return n;
     return classes[classes.length - 1]![0];
   };
-  const c: Ctx = { rng, d, base };
-  const out = [M[pickClass()]!(c)];
-  return out;
+  return [M[pickClass()]!({ rng, d, base })];
 }

@@ -37,6 +37,8 @@ export interface FuzzOptions {
   classes?: string[];
   /** Run only case #k of the seed (reproduction). */
   only?: number;
+  /** Start at case #k (cases k … cases-1, in one worker: reproduces state carried between cases). */
+  from?: number;
   timeoutMs?: number;
   keep?: boolean;
   /** Fraction of imports into a repository that already holds the base commit. */
@@ -251,7 +253,7 @@ function snapshot(repo: string): string {
     if (!existsSync(p)) return;
     for (const n of readdirSync(p).sort()) {
       const r = `${rel}/${n}`;
-      const st = statSync(join(repo, r), { throwIfNoEntry: false } as never) as ReturnType<typeof statSync> | undefined;
+      const st = statSync(join(repo, r), { throwIfNoEntry: false });
       if (!st) continue;
       if (st.isDirectory()) walk(r);
       else out.push(`${r} ${st.size} ${st.mtimeMs}`);
@@ -335,7 +337,8 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
       Object.entries(l)
         .map(([k, v]) => `${k}=${v}`)
         .join(',');
-    const caseIdx = o.only !== undefined ? [o.only] : Array.from({ length: o.cases }, (_, i) => i);
+    const first = o.from ?? 0;
+    const caseIdx = o.only !== undefined ? [o.only] : Array.from({ length: Math.max(0, o.cases - first) }, (_, i) => first + i);
     for (const i of caseIdx) {
       const cs = caseSeed(o.seed, i);
       const rng = new Rng(cs);
@@ -360,7 +363,6 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
           if (!('ok' in r) || !r.ok) throw new Error(`fuzz: cannot create ${repo}: ${JSON.stringify(r)}`);
         }
         const before = snapshot(repo);
-        const refsBefore = isWarm ? null : before;
         phase('repo');
         const t1 = Date.now();
         const ref = op === 'unencapsulate' && rng.chance(0.5) ? 'fuzz/imported' : undefined;
@@ -411,7 +413,6 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
                 const v = existsSync(refFile) ? readFileSync(refFile, 'utf8').trim() : null;
                 if (v !== commit) fail(`ref ${ref} is ${v}, expected ${commit}`);
               }
-              void refsBefore;
             }
           }
         }
