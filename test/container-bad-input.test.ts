@@ -23,20 +23,16 @@ import {
   rewriteLayer,
   writeConfigAndManifest,
   type LayerEntry,
+  type SampleRepo,
 } from './container-helpers.js';
-import { cli, ostreeFsck, tmp } from './helpers/tmp.js';
+import { cli, fixture, ostreeFsck, tmp } from './helpers/tmp.js';
 
 const root = tmp(t, 'ostree-oci-bad-');
-const s = makeSampleRepo(root);
 const single = join(root, 'single');
 const multi = join(root, 'multi');
-for (const [dir, extra] of [[single, []], [multi, ['--max-layers', '4']]] as const) {
-  const r = cli(['encapsulate', '--repo', s.repo, 'main', `oci:${dir}`, ...extra]);
-  if (r.status !== 0) throw new Error(r.stderr);
-}
-const src = Repo.open(s.repo);
-const walk = [...src.walk(s.commit)];
-src.close();
+let s!: SampleRepo;
+let walk: ReturnType<Repo['walk']> extends Iterable<infer W> ? W[] : never = [];
+let README = '';
 const fileCsum = (p: string): string => {
   const e = walk.find((w) => w.kind === 'file' && w.path === p);
   if (!e || e.kind !== 'file') throw new Error(`no file ${p}`);
@@ -48,7 +44,18 @@ const dirTree = (p: string): string => {
   return e.tree;
 };
 const objPath = (c: string, ext: string): string => `sysroot/ostree/repo/objects/${c.slice(0, 2)}/${c.slice(2)}.${ext}`;
-const README = fileCsum('/usr/share/doc/README');
+
+fixture(t, 'sample repo encapsulated into a single- and a 4-layer image', () => {
+  s = makeSampleRepo(root);
+  for (const [dir, extra] of [[single, []], [multi, ['--max-layers', '4']]] as const) {
+    const r = cli(['encapsulate', '--repo', s.repo, 'main', `oci:${dir}`, ...extra]);
+    if (r.status !== 0) throw new Error(`encapsulate ${dir} ${extra.join(' ')}: exit ${r.status}: ${r.stderr}`);
+  }
+  const src = Repo.open(s.repo);
+  walk = [...src.walk(s.commit)];
+  src.close();
+  README = fileCsum('/usr/share/doc/README');
+});
 
 let n = 0;
 /** A fresh copy of `base` for one case. */

@@ -19,8 +19,8 @@ import { existsSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '../scripts/lib/fuzz/rng.js';
 import { ostreeInit } from '../scripts/lib/sample-tree.js';
-import { makeSampleRepo } from './container-helpers.js';
-import { CLI, ROOT, cli, ostreeFsck, tmp } from './helpers/tmp.js';
+import { makeSampleRepo, type SampleRepo } from './container-helpers.js';
+import { CLI, ROOT, cli, fixture, ostreeFsck, tmp } from './helpers/tmp.js';
 
 const seed = Number(process.env['CRASH_SEED'] ?? 9009);
 const rng = new Rng(seed);
@@ -30,12 +30,13 @@ t.comment(`crash seed ${seed} (CRASH_SEED=${seed} reproduces)`);
 execFileSync('bash', [join(ROOT, 'scripts', 'setup.sh')], { cwd: ROOT, stdio: 'ignore' });
 
 const root = tmp(t, 'ostree-oci-crash-');
-const s = makeSampleRepo(root);
 const img = join(root, 'img');
-{
+let s!: SampleRepo;
+fixture(t, 'sample repo encapsulated into a 3-layer image', () => {
+  s = makeSampleRepo(root);
   const r = cli(['encapsulate', '--repo', s.repo, 'main', `oci:${img}`, '--max-layers', '3', '--compression-fast']);
-  if (r.status !== 0) throw new Error(r.stderr);
-}
+  if (r.status !== 0) throw new Error(`encapsulate: exit ${r.status}: ${r.stderr}`);
+});
 
 interface Run {
   code: number | null;

@@ -18,20 +18,22 @@ import { ostreeInit } from '../scripts/lib/sample-tree.js';
 import { cloneDraft, loadDraft, writeDraft, type ImageDraft } from '../scripts/lib/fuzz/layout.js';
 import { objectName } from '../scripts/lib/fuzz/mutations.js';
 import { fixChecksum, parseTar, writeTar } from '../scripts/lib/fuzz/tar.js';
-import { makeSampleRepo } from './container-helpers.js';
-import { CLI, ROOT, ostreeFsck, repoState, tmp } from './helpers/tmp.js';
+import { makeSampleRepo, type SampleRepo } from './container-helpers.js';
+import { CLI, ROOT, fixture, ostreeFsck, repoState, tmp } from './helpers/tmp.js';
 
 // Build dist/ when a source is newer than the last build (idempotent, fast when up to date).
 execFileSync('bash', [join(ROOT, 'scripts', 'setup.sh')], { cwd: ROOT, stdio: 'ignore' });
 
 const root = tmp(t, 'ostree-oci-hostile-');
-const s = makeSampleRepo(root);
 const base = join(root, 'base');
-{
+let s!: SampleRepo;
+let baseDraft!: ImageDraft;
+fixture(t, 'sample repo encapsulated into a 3-layer image', () => {
+  s = makeSampleRepo(root);
   const r = spawnSync(process.execPath, [CLI, 'encapsulate', '--repo', s.repo, 'main', `oci:${base}`, '--max-layers', '3', '--compression-fast']);
-  if (r.status !== 0) throw new Error(r.stderr.toString());
-}
-const baseDraft = loadDraft(base);
+  if (r.status !== 0) throw new Error(`encapsulate: exit ${r.status}: ${r.stderr.toString()}`);
+  baseDraft = loadDraft(base);
+});
 
 let n = 0;
 function image(edit: (d: ImageDraft) => void): string {

@@ -39,3 +39,23 @@ export function ostreeFsck(repo: string): string {
 export function repoState(repo: string): string {
   return execFileSync('sh', ['-c', `cd '${repo}' && find refs objects -type f -o -type l | sort`], { encoding: 'utf8' });
 }
+
+interface SubtestHost {
+  test(name: string, fn: (t: { pass(msg: string): void; fail(msg: string): void }) => Promise<void>): unknown;
+}
+
+/**
+ * A test file's shared fixture, built in a first subtest of its own rather than at the top level:
+ * a failure there is a TAP failure that carries the message (what failed, with the tool's stderr)
+ * instead of a stack on stderr and "no tests found". Later tests that need it fail too.
+ */
+export function fixture(t: SubtestHost, what: string, build: () => void | Promise<void>): void {
+  t.test(`fixture: ${what}`, async (t) => {
+    try {
+      await build();
+      t.pass(`${what}: built`);
+    } catch (e) {
+      t.fail(`${what}: ${(e as Error).message}`);
+    }
+  });
+}
