@@ -15,6 +15,7 @@ import {
   FsVerityHasher,
   fsverityDigest,
   fsverityDigestFile,
+  fsverityDigestFiles,
   fsverityDigestStream,
   MerkleTreeBuilder,
 } from '../src/composefs/fsverity.js';
@@ -102,6 +103,30 @@ for (const [label, size] of SIZES) {
     rmSync(path);
   });
 }
+
+t.test('many files hashed in worker batches (FileDigestQueue) equal fsverity digest, in order', async (t) => {
+  // Sizes around every block and level boundary, many small files (several batches), and one
+  // file ≥ 32 MiB that takes the split-across-workers path.
+  const sizes = [0, 1, 4095, 4096, 4097, 127 * 4096, 128 * 4096, 128 * 4096 + 1, 129 * 4096, 128 * 128 * 4096 + 5, (1 << 20) + 3, (33 << 20) + 1];
+  for (let i = 0; i < 600; i++) sizes.push((i * 7919) % 20000);
+  const paths = sizes.map((n, i) => {
+    const p = join(dir, `batch-${i}`);
+    writeFileSync(p, randomBytes(n));
+    return p;
+  });
+  const expected = execFileSync('fsverity', ['digest', '--compact', ...paths], { encoding: 'utf8', maxBuffer: 1 << 24 }).trim().split('\n');
+  let progress = 0;
+  const got = await fsverityDigestFiles(paths, { sizes, onProgress: (d) => (progress = d) });
+  t.same(got.map((d) => d.toString('hex')), expected, `${paths.length} digests, in order`);
+  t.equal(progress, paths.length, 'progress reached every file');
+  const noSizes = await fsverityDigestFiles(paths.slice(0, 20), { workers: 2 });
+  t.same(noSizes.map((d) => d.toString('hex')), expected.slice(0, 20), 'without sizes');
+  const one = await fsverityDigestFiles(paths.slice(0, 20), { workers: 1 });
+  t.same(one.map((d) => d.toString('hex')), expected.slice(0, 20), 'on the calling thread');
+  await t.rejects(fsverityDigestFiles([paths[3]!, join(dir, 'no-such-file'), paths[4]!]), /no-such-file/, 'a missing file is an error naming it');
+  await t.rejects(fsverityDigestFiles([dir]), /not a regular file/, 'a directory is an error');
+  for (const p of paths) rmSync(p);
+});
 
 t.test('3 GiB sparse file: parallel (CLI) and streaming equal fsverity digest, flat memory', async (t) => {
   const path = join(dir, 'sparse3g');

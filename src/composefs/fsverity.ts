@@ -274,12 +274,73 @@ const shaInto = typeof crypto.hash === 'function'
   ? (d, out, o) => { out.latin1Write(crypto.hash('sha256', d, 'latin1'), o, 32); }
   : (d, out, o) => { crypto.createHash('sha256').update(d).digest().copy(out, o); };
 let buf = null;
+let scratch = Buffer.allocUnsafeSlow(BS);
+// Whole files (job.paths): each file's complete digest, 32 bytes per file, in order.
+function wholeFile(path, readSize) {
+  const fd = fs.openSync(path, 'r');
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new Error(path + ': not a regular file');
+    const size = st.size;
+    let count = Math.ceil(size / BS);
+    const need = Math.max(BS, Math.ceil(count * 32 / BS) * BS);
+    if (scratch.length < need) scratch = Buffer.allocUnsafeSlow(need);
+    let o = 0;
+    let total = 0;
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, readSize, null);
+      if (n === 0) break;
+      total += n;
+      if (total > size) break;
+      let p = 0;
+      for (; p + BS <= n; p += BS) { shaInto(buf.subarray(p, p + BS), scratch, o); o += 32; }
+      if (p < n) {
+        // A short read mid-file would misalign blocks: only the last block may be partial.
+        if (total !== size) throw new Error(path + ': short read at offset ' + (total - n + p));
+        buf.fill(0, n, p + BS);
+        shaInto(buf.subarray(p, p + BS), scratch, o); o += 32;
+      }
+    }
+    if (total !== size) throw new Error(path + ' changed size while reading (' + size + ' → ' + total + '+ bytes)');
+    const root = Buffer.alloc(32);
+    if (count > 0) {
+      let level = scratch;
+      while (count > 1) {
+        const bytes = count * 32;
+        const next = Math.ceil(bytes / BS);
+        level.fill(0, bytes, next * BS);
+        const up = Buffer.allocUnsafeSlow(Math.max(BS, Math.ceil(next * 32 / BS) * BS));
+        for (let i = 0; i < next; i++) shaInto(level.subarray(i * BS, (i + 1) * BS), up, i * 32);
+        level = up;
+        count = next;
+      }
+      level.copy(root, 0, 0, 32);
+    }
+    const d = Buffer.alloc(256);
+    d[0] = 1; d[1] = 1; d[2] = 12;
+    d.writeBigUInt64LE(BigInt(size), 8);
+    root.copy(d, 16);
+    return crypto.createHash('sha256').update(d).digest();
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 parentPort.on('message', (job) => {
+  if (buf === null || buf.length < job.readSize) buf = Buffer.allocUnsafeSlow(job.readSize);
+  if (job.paths) {
+    const out = Buffer.allocUnsafeSlow(job.paths.length * 32);
+    try {
+      for (let i = 0; i < job.paths.length; i++) wholeFile(job.paths[i], job.readSize).copy(out, i * 32);
+      parentPort.postMessage({ hashes: out.buffer }, [out.buffer]);
+    } catch (e) {
+      parentPort.postMessage({ error: String(e && e.message ? e.message : e) });
+    }
+    return;
+  }
   let fd = -1;
   try {
     fd = fs.openSync(job.path, 'r');
     const readSize = job.readSize;
-    if (buf === null || buf.length < readSize) buf = Buffer.allocUnsafeSlow(readSize);
     const out = Buffer.allocUnsafeSlow(Math.ceil(job.length / BS) * 32);
     let o = 0;
     let done = 0;
@@ -313,9 +374,12 @@ parentPort.on('message', (job) => {
 `;
 
 interface HashJob {
+  /** A byte range of one file (level-0 hashes back)… */
   path: string;
   start: number;
   length: number;
+  /** …or whole files (their digests back, 32 bytes each). */
+  paths?: string[];
   resolve: (hashes: Buffer) => void;
   reject: (err: Error) => void;
 }
@@ -345,6 +409,14 @@ class HashWorkerPool {
     });
   }
 
+  /** Digests of whole files, concatenated. */
+  runFiles(paths: string[]): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ path: paths[0] ?? '', start: 0, length: 0, paths, resolve, reject });
+      this.pump();
+    });
+  }
+
   private pump(): void {
     while (this.queue.length) {
       let pw = this.workers.find((w) => w.busy.length === 0);
@@ -354,7 +426,9 @@ class HashWorkerPool {
       const job = this.queue.shift()!;
       if (pw.busy.length === 0) pw.worker.ref();
       pw.busy.push(job);
-      pw.worker.postMessage({ path: job.path, start: job.start, length: job.length, readSize: READ_SIZE });
+      pw.worker.postMessage(
+        job.paths ? { paths: job.paths, readSize: READ_SIZE } : { path: job.path, start: job.start, length: job.length, readSize: READ_SIZE },
+      );
     }
   }
 
@@ -375,6 +449,7 @@ class HashWorkerPool {
       if (pw.busy.length === 0) pw.worker.unref();
       if (job) {
         if (msg.hashes) job.resolve(Buffer.from(msg.hashes));
+        else if (job.paths) job.reject(new FsVerityError(`fs-verity: ${msg.error ?? 'no result'}`, { path: job.path }));
         else job.reject(new FsVerityError(`fs-verity: reading ${job.path}: ${msg.error ?? 'no result'}`, { path: job.path }));
       }
       this.pump();
@@ -388,6 +463,99 @@ class HashWorkerPool {
 }
 
 const pools = new Map<number, HashWorkerPool>();
+const poolOf = (n: number): HashWorkerPool => {
+  let pool = pools.get(n);
+  if (!pool) pools.set(n, (pool = new HashWorkerPool(n)));
+  return pool;
+};
+
+export interface FsVerityFilesOptions {
+  /** Worker threads (default: cores, max 4); 0 or 1 hashes on the calling thread. */
+  workers?: number;
+  /** Sizes of the files when known: files of at least 32 MiB are split across the workers. */
+  sizes?: number[];
+  /** Called as digests arrive. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * fs-verity digests (kernel semantics) of many regular files. Files are added while the caller
+ * still discovers them (walking a commit, say), so hashing overlaps that work. Small files go to
+ * the workers in batches — each worker opens, reads and hashes a batch with its own reused
+ * buffers — so per-file cost is a few syscalls and no allocation on the calling thread.
+ */
+export class FileDigestQueue {
+  private readonly workers: number;
+  private readonly out: Buffer[] = [];
+  private readonly jobs: Promise<void>[] = [];
+  private batch: Array<{ i: number; path: string }> = [];
+  private batchBytes = 0;
+  private done = 0;
+  private added = 0;
+
+  constructor(private readonly opts: Omit<FsVerityFilesOptions, 'sizes'> = {}) {
+    this.workers = opts.workers ?? Math.min(availableParallelism(), 4);
+  }
+
+  /** Queue a file (`size` when known: files of at least 32 MiB are split across the workers). */
+  add(path: string, size?: number): void {
+    const i = this.added++;
+    if (this.workers <= 1 || (size !== undefined && size >= DEFAULT_PARALLEL_THRESHOLD)) {
+      this.track(
+        fsverityDigestFile(path, { workers: this.workers }).then((d) => {
+          this.out[i] = d;
+          this.progress(1);
+        }),
+      );
+      return;
+    }
+    this.batch.push({ i, path });
+    this.batchBytes += size ?? 64 << 10;
+    // Batches of about 4 MiB or 256 files: few messages, yet enough jobs to keep every worker busy.
+    if (this.batchBytes >= 4 << 20 || this.batch.length >= 256) this.flush();
+  }
+
+  /** All digests, in the order the files were added; the first failure is thrown. */
+  async finish(): Promise<Buffer[]> {
+    this.flush();
+    const results = await Promise.allSettled(this.jobs);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return this.out;
+  }
+
+  private track(p: Promise<void>): void {
+    p.catch(() => {}); // awaited in finish(); no unhandled rejection meanwhile
+    this.jobs.push(p);
+  }
+
+  private progress(n: number): void {
+    this.done += n;
+    this.opts.onProgress?.(this.done, this.added);
+  }
+
+  private flush(): void {
+    if (this.batch.length === 0) return;
+    const items = this.batch;
+    this.batch = [];
+    this.batchBytes = 0;
+    this.track(
+      poolOf(this.workers)
+        .runFiles(items.map((x) => x.path))
+        .then((digests) => {
+          items.forEach((x, k) => (this.out[x.i] = Buffer.from(digests.subarray(k * 32, k * 32 + 32))));
+          this.progress(items.length);
+        }),
+    );
+  }
+}
+
+/** fs-verity digests of many regular files, in order (see FileDigestQueue). */
+export async function fsverityDigestFiles(paths: string[], opts: FsVerityFilesOptions = {}): Promise<Buffer[]> {
+  const q = new FileDigestQueue(opts);
+  paths.forEach((p, i) => q.add(p, opts.sizes?.[i]));
+  return q.finish();
+}
 
 async function digestFileParallel(
   path: string,
@@ -397,8 +565,7 @@ async function digestFileParallel(
 ): Promise<Buffer> {
   const nJobs = Math.ceil(size / JOB_SIZE);
   if (nJobs === 0) throw new FsVerityError(`fs-verity: ${path}: parallel hashing needs a non-empty file`, { path });
-  let pool = pools.get(nWorkers);
-  if (!pool) pools.set(nWorkers, (pool = new HashWorkerPool(nWorkers)));
+  const pool = poolOf(nWorkers);
   const tree = new MerkleTreeBuilder();
   // a sliding window of jobs: memory stays at window × 128 KiB of hashes whatever the file size
   const window = 2 * nWorkers;

@@ -20,6 +20,8 @@
  * the subtree's metadata objects are still written (no directory entries), so the import is
  * always complete. For ordinary commits (empty `/sysroot`) the bytes are the same.
  */
+import { createReadStream, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ObjectType } from '../../ostree-bindings/index.js';
 import { OstreeOciError } from '../errors.js';
@@ -71,6 +73,16 @@ export function loadContentObject(repo: Repo, checksum: string): ContentObject {
     return { header, xattrsBytes: xattrs, size: 0, data: null };
   }
   if (!stream) throw new OstreeOciError(`file object ${checksum}: regular file without content stream`);
+  if (repo.mode === 'bare' || repo.mode === 'bare-user' || repo.mode === 'bare-user-only') {
+    // In bare modes the payload is the loose object file itself: read it with plain file I/O
+    // rather than through a GInputStream, one FFI call per 64 KiB (a third of the export's time).
+    stream.close();
+    const path = join(repo.path, 'objects', checksum.slice(0, 2), `${checksum.slice(2)}.file`);
+    if (info.size > SMALL_FILE) return { header, xattrsBytes: xattrs, size: info.size, data: createReadStream(path) };
+    const buf = info.size ? readFileSync(path) : Buffer.alloc(0);
+    if (buf.length !== info.size) throw new OstreeOciError(`file object ${checksum}: read ${buf.length} bytes, expected ${info.size}`);
+    return { header, xattrsBytes: xattrs, size: info.size, data: buf };
+  }
   if (info.size > SMALL_FILE) return { header, xattrsBytes: xattrs, size: info.size, data: stream.toReadable() };
   try {
     const buf = Buffer.allocUnsafe(info.size);

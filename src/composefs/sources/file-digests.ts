@@ -5,13 +5,18 @@
  */
 import { join } from 'node:path';
 import type { Repo } from '../../ostree/repo.js';
-import { fsverityDigestFile, fsverityDigestStream } from '../fsverity.js';
+import { fsverityDigestFile, fsverityDigestFiles, fsverityDigestStream } from '../fsverity.js';
 
 export class FileDigests {
   private readonly direct: boolean;
 
   constructor(private readonly repo: Repo) {
-    this.direct = repo.mode === 'bare' || repo.mode === 'bare-user' || repo.mode === 'bare-user-only';
+    this.direct = FileDigests.direct(repo);
+  }
+
+  /** Are a repository's regular-file payloads its loose object files (bare modes)? */
+  static direct(repo: Repo): boolean {
+    return repo.mode === 'bare' || repo.mode === 'bare-user' || repo.mode === 'bare-user-only';
   }
 
   /** Digest of one regular-file content object's payload. */
@@ -24,12 +29,21 @@ export class FileDigests {
     return fsverityDigestStream(f.stream);
   }
 
-  /** Digests of many objects, a few in flight at once so reads overlap hashing. */
-  async digestAll(checksums: string[], onProgress?: (done: number, total: number) => void): Promise<Map<string, Buffer>> {
+  /**
+   * Digests of many objects (`sizes`: their payload sizes, when known). Loose files are read and
+   * hashed by worker threads in batches; archive objects one at a time through libostree.
+   */
+  async digestAll(checksums: string[], onProgress?: (done: number, total: number) => void, sizes?: number[]): Promise<Map<string, Buffer>> {
     const out = new Map<string, Buffer>();
+    if (this.direct) {
+      const paths = checksums.map((c) => join(this.repo.path, 'objects', c.slice(0, 2), `${c.slice(2)}.file`));
+      const digests = await fsverityDigestFiles(paths, { ...(sizes ? { sizes } : {}), ...(onProgress ? { onProgress } : {}) });
+      checksums.forEach((c, i) => out.set(c, digests[i]!));
+      return out;
+    }
     let next = 0;
     let done = 0;
-    const lanes = this.direct ? 4 : 1; // one libostree repo handle is used from one thread
+    const lanes = 1; // one libostree repo handle is used from one thread
     const lane = async (): Promise<void> => {
       while (next < checksums.length) {
         const c = checksums[next++]!;

@@ -14,6 +14,8 @@
 import { S_IFDIR, S_IFLNK, TreeNode, newRoot, type Xattr } from '../../tree/model.js';
 import type { OstreeXattr } from '../../gvariant/ostree-types.js';
 import type { Repo } from '../../ostree/repo.js';
+import { join } from 'node:path';
+import { FileDigestQueue } from '../fsverity.js';
 import { FileDigests } from './file-digests.js';
 
 export const OSTREE_MOUNT_POINTS = ['usr', 'etc', 'boot', 'var', 'sysroot'];
@@ -39,6 +41,9 @@ export async function treeFromCommit(repo: Repo, rev: string, opts: CommitTreeOp
   // Headers are loaded once per object even when many paths share it.
   const headerCache = new Map<string, ReturnType<Repo['readFile']>['header'] & { size: number }>();
 
+  // Loose objects (bare modes) are hashed by worker threads while the walk goes on.
+  const queue = opts.verity !== false && FileDigests.direct(repo) ? new FileDigestQueue(opts.onProgress ? { onProgress: opts.onProgress } : {}) : undefined;
+  const queued = new Map<string, number>();
   for (const e of repo.walk(commit)) {
     if (e.kind === 'dir') {
       const node = nodes.get(e.path)!;
@@ -76,6 +81,10 @@ export async function treeFromCommit(repo: Repo, rev: string, opts: CommitTreeOp
       if (h.size > 0) {
         node.payload = Buffer.from(payloadPathOf(e.checksum));
         regular.push({ node, checksum: e.checksum });
+        if (queue && !queued.has(e.checksum)) {
+          queued.set(e.checksum, queued.size);
+          queue.add(join(repo.path, 'objects', payloadPathOf(e.checksum)), h.size);
+        }
       }
     }
     parent.addChild(node);
@@ -85,10 +94,14 @@ export async function treeFromCommit(repo: Repo, rev: string, opts: CommitTreeOp
     if (!root.getChild(name)) root.addChild(new TreeNode(Buffer.from(name), S_IFDIR | 0o755));
   }
 
-  if (opts.verity !== false) {
+  if (queue) {
+    const digests = await queue.finish();
+    for (const r of regular) r.node.digest = digests[queued.get(r.checksum)!]!;
+  } else if (opts.verity !== false) {
     const digests = new FileDigests(repo);
-    const unique = [...new Set(regular.map((r) => r.checksum))];
-    const byChecksum = await digests.digestAll(unique, opts.onProgress);
+    const sizeOf = new Map(regular.map((r) => [r.checksum, Number(r.node.size)]));
+    const unique = [...sizeOf.keys()];
+    const byChecksum = await digests.digestAll(unique, opts.onProgress, unique.map((c) => sizeOf.get(c)!));
     for (const r of regular) r.node.digest = byChecksum.get(r.checksum)!;
   }
   return { root, commit: commit.checksum };
