@@ -6,7 +6,7 @@
  */
 import t, { type Test } from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, linkSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Repo } from '../src/ostree/repo.js';
 import { composefsFromCommit, COMPOSEFS_DIGEST_KEY_V0 } from '../src/composefs/from-commit.js';
@@ -132,6 +132,38 @@ t.test('commit-composefs writes what ostree --generate-composefs-metadata would;
   t.equal(r.status, 1);
   t.match(r.stdout, /composefs-digest\s+FAILED\s+Wrong fsverity digest in composefs image/);
   t.match(r.stdout, new RegExp(`expected ${out.digest}`));
+});
+
+t.test('symlink that does not fit inline: ostree 2026.4 aborts, we refuse naming it; one byte less works for both', async (t) => {
+  const d = tmp(t);
+  const repoPath = join(d, 'repo');
+  execFileSync('ostree', ['init', `--repo=${repoPath}`, '--mode=bare-user']);
+  // 32-byte compact inode + target: the image needs the target inline within one 4096-byte block.
+  const target = (n: number): string => Array.from({ length: 17 }, () => 'a'.repeat(254)).join('/').slice(0, n);
+  for (const [name, len] of [['fits', 4096 - 32 - 1], ['spills', 4096 - 32]] as const) {
+    mkdirSync(join(d, name, 'usr'), { recursive: true });
+    symlinkSync(target(len), join(d, name, 'usr', 'link'));
+    writeFileSync(join(d, name, 'usr', 'f'), 'x');
+    execFileSync('ostree', ['commit', `--repo=${repoPath}`, '-b', name, `--tree=dir=${join(d, name)}`, '--timestamp=2024-01-01']);
+  }
+  const ck = (ref: string) => spawnSync(ORACLE, ['run', 'sh', '-c', `cd '${d}' && ostree checkout --repo='${repoPath}' --composefs ${ref} ${ref}.cfs`], { encoding: 'utf8' });
+  const fits = ck('fits');
+  t.equal(fits.status, 0, `ostree 2026.4 builds the image of 4063-byte target: ${fits.stderr}`);
+  const repo = Repo.open(repoPath);
+  t.teardown(() => repo.close());
+  await composefsFromCommit(repo, 'fits', { outPath: join(d, 'ours-fits.cfs') });
+  t.ok(readFileSync(join(d, 'ours-fits.cfs')).equals(readFileSync(join(d, 'fits.cfs'))), 'byte-identical to ostree checkout --composefs');
+  const spills = ck('spills');
+  t.not(spills.status, 0, 'ostree 2026.4 cannot build the image of a 4064-byte target');
+  t.match(spills.stderr, /Assertion|abort/i, 'it aborts');
+  const r = cli(['composefs', '--repo', repoPath, 'spills', '--print-digest']);
+  t.equal(r.status, 1, 'ours refuses');
+  t.match(r.stderr, /\/usr\/link: symlink inode, xattrs and target reach 4096 bytes.*libostree cannot build a composefs image/);
+  t.equal(r.stdout, '', 'no digest printed');
+  await t.rejects(composefsFromCommit(repo, 'spills'), /\/usr\/link/, 'the library refuses too');
+  const c = cli(['commit-composefs', '--repo', repoPath, 'spills', '-b', 'sealed']);
+  t.not(c.status, 0, 'commit-composefs refuses');
+  t.notOk(existsSync(join(repoPath, 'refs', 'heads', 'sealed')), 'no sealed commit');
 });
 
 t.test('the library result names the commit and keeps the tree', async (t) => {

@@ -6,6 +6,7 @@
 import type { Repo } from '../ostree/repo.js';
 import type { TreeNode } from '../tree/model.js';
 import { buildErofs, writeImageFile, type ErofsImage } from './erofs/writer.js';
+import { ComposefsWriteError } from './errors.js';
 import { FsVerityHasher } from './fsverity.js';
 import { treeFromCommit, type CommitTreeOptions } from './sources/ostree-commit.js';
 
@@ -26,6 +27,22 @@ export function imageDigest(image: ErofsImage): Buffer {
   return h.digest();
 }
 
+/**
+ * Symlinks whose inode, xattrs and target reach 4096 bytes go to a data block (mkcomposefs 1.0.8
+ * writes them so), but libostree (2026.4) aborts while building such an image: no ostree can have
+ * or check a digest of it, so a digest of ours would match no deployment. Refused, naming the path.
+ */
+export function refuseWhatLibostreeCannotBuild(image: ErofsImage, commit: string): void {
+  const spilled = image.symlinksInDataBlocks();
+  if (spilled.length === 0) return;
+  const more = spilled.length > 1 ? ` (and ${spilled.length - 1} more such symlink(s))` : '';
+  throw new ComposefsWriteError(
+    'EINVAL',
+    spilled[0]!.pathString(),
+    `symlink inode, xattrs and target reach 4096 bytes, so the target does not fit inline${more}; libostree cannot build a composefs image of commit ${commit}`,
+  );
+}
+
 /** Build the composefs image of a commit; optionally write it to `outPath` (atomically). */
 export async function composefsFromCommit(
   repo: Repo,
@@ -34,6 +51,7 @@ export async function composefsFromCommit(
 ): Promise<ComposefsImageResult> {
   const { root, commit } = await treeFromCommit(repo, rev, opts);
   const image = buildErofs(root, { minVersion: 0, maxVersion: 1 });
+  refuseWhatLibostreeCannotBuild(image, commit);
   let digest: Buffer;
   if (opts.outPath) {
     const h = new FsVerityHasher();

@@ -106,6 +106,7 @@ export function registerImageSources(group: Command): void {
     const { buildErofs, writeImageFile, writeImageStream } = await import('../../composefs/index.js');
     const { FsVerityHasher } = await import('../../composefs/fsverity.js');
     const image = buildErofs(root);
+    if (opts.repo !== undefined) (await import('../../composefs/from-commit.js')).refuseWhatLibostreeCannotBuild(image, imgref!);
     const hasher = new FsVerityHasher();
     const observe = (c: Buffer): void => void hasher.update(c);
     if (opts.output === '-') await writeImageStream(image, process.stdout, observe);

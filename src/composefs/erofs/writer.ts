@@ -214,6 +214,20 @@ export class ErofsImage {
   }
 
   /**
+   * Symlinks whose inode, xattrs and target together reach 4096 bytes, so that the target is not
+   * inline but in a data block of its own. mkcomposefs 1.0.8 writes them so; libostree's composefs
+   * builder (2026.4) aborts on such a tree, so the commit paths refuse them.
+   */
+  symlinksInDataBlocks(): TreeNode[] {
+    const l = this.l;
+    const out: TreeNode[] = [];
+    for (let i = 0; i < l.nodes.length; i++) {
+      if ((l.mode[i]! & S_IFMT) === S_IFLNK && l.nBlocks[i]! > 0) out.push(l.nodes[i]!);
+    }
+    return out;
+  }
+
+  /**
    * The image bytes in order: the metadata region, then data blocks in chunks of at most
    * `chunkBlocks` blocks. Each yielded Buffer is fresh (safe to keep or write asynchronously),
    * unless `reuse` is set: then the generator recycles its buffers, and a chunk is valid only
