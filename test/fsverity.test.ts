@@ -125,6 +125,7 @@ t.test('many files hashed in worker batches (FileDigestQueue) equal fsverity dig
   t.same(one.map((d) => d.toString('hex')), expected.slice(0, 20), 'on the calling thread');
   await t.rejects(fsverityDigestFiles([paths[3]!, join(dir, 'no-such-file'), paths[4]!]), /no-such-file/, 'a missing file is an error naming it');
   await t.rejects(fsverityDigestFiles([dir]), /not a regular file/, 'a directory is an error');
+  await t.rejects(fsverityDigestFiles([paths[5]!], { sizes: [sizes[5]! + 1] }), /changed size/, 'a file whose size is not the one announced is an error');
   for (const p of paths) rmSync(p);
 });
 

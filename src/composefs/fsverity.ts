@@ -276,12 +276,15 @@ const shaInto = typeof crypto.hash === 'function'
 let buf = null;
 let scratch = Buffer.allocUnsafeSlow(BS);
 // Whole files (job.paths): each file's complete digest, 32 bytes per file, in order.
-function wholeFile(path, readSize) {
+function wholeFile(p, readSize, expected) {
+  // Paths come as strings, or as bytes when they are not UTF-8.
+  const path = typeof p === 'string' ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength);
   const fd = fs.openSync(path, 'r');
   try {
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new Error(path + ': not a regular file');
     const size = st.size;
+    if (expected >= 0 && size !== expected) throw new Error(path + ' changed size (' + expected + ' → ' + size + ' bytes)');
     let count = Math.ceil(size / BS);
     const need = Math.max(BS, Math.ceil(count * 32 / BS) * BS);
     if (scratch.length < need) scratch = Buffer.allocUnsafeSlow(need);
@@ -330,10 +333,10 @@ parentPort.on('message', (job) => {
   if (job.paths) {
     const out = Buffer.allocUnsafeSlow(job.paths.length * 32);
     try {
-      for (let i = 0; i < job.paths.length; i++) wholeFile(job.paths[i], job.readSize).copy(out, i * 32);
+      for (let i = 0; i < job.paths.length; i++) wholeFile(job.paths[i], job.readSize, job.sizes[i]).copy(out, i * 32);
       parentPort.postMessage({ hashes: out.buffer }, [out.buffer]);
     } catch (e) {
-      parentPort.postMessage({ error: String(e && e.message ? e.message : e) });
+      parentPort.postMessage({ error: String(e && e.message ? e.message : e), code: e && e.code });
     }
     return;
   }
@@ -379,7 +382,9 @@ interface HashJob {
   start: number;
   length: number;
   /** …or whole files (their digests back, 32 bytes each). */
-  paths?: string[];
+  paths?: Array<string | Buffer>;
+  /** Their sizes when known (-1: not known): a file of another size is an error. */
+  sizes?: number[];
   resolve: (hashes: Buffer) => void;
   reject: (err: Error) => void;
 }
@@ -410,9 +415,9 @@ class HashWorkerPool {
   }
 
   /** Digests of whole files, concatenated. */
-  runFiles(paths: string[]): Promise<Buffer> {
+  runFiles(paths: Array<string | Buffer>, sizes: number[]): Promise<Buffer> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ path: paths[0] ?? '', start: 0, length: 0, paths, resolve, reject });
+      this.queue.push({ path: String(paths[0] ?? ''), start: 0, length: 0, paths, sizes, resolve, reject });
       this.pump();
     });
   }
@@ -427,7 +432,7 @@ class HashWorkerPool {
       if (pw.busy.length === 0) pw.worker.ref();
       pw.busy.push(job);
       pw.worker.postMessage(
-        job.paths ? { paths: job.paths, readSize: READ_SIZE } : { path: job.path, start: job.start, length: job.length, readSize: READ_SIZE },
+        job.paths ? { paths: job.paths, sizes: job.sizes, readSize: READ_SIZE } : { path: job.path, start: job.start, length: job.length, readSize: READ_SIZE },
       );
     }
   }
@@ -488,7 +493,7 @@ export class FileDigestQueue {
   private readonly workers: number;
   private readonly out: Buffer[] = [];
   private readonly jobs: Promise<void>[] = [];
-  private batch: Array<{ i: number; path: string }> = [];
+  private batch: Array<{ i: number; path: string | Buffer; size: number }> = [];
   private batchBytes = 0;
   private done = 0;
   private added = 0;
@@ -497,19 +502,22 @@ export class FileDigestQueue {
     this.workers = opts.workers ?? Math.min(availableParallelism(), 4);
   }
 
-  /** Queue a file (`size` when known: files of at least 32 MiB are split across the workers). */
-  add(path: string, size?: number): void {
+  /**
+   * Queue a file (`size` when known: files of at least 32 MiB are split across the workers).
+   * A path that is not valid UTF-8 is passed as its bytes.
+   */
+  add(path: string | Buffer, size?: number): void {
     const i = this.added++;
     if (this.workers <= 1 || (size !== undefined && size >= DEFAULT_PARALLEL_THRESHOLD)) {
       this.track(
-        fsverityDigestFile(path, { workers: this.workers }).then((d) => {
+        fsverityDigestFile(typeof path === 'string' ? path : (path as unknown as string), { workers: this.workers }).then((d) => {
           this.out[i] = d;
           this.progress(1);
         }),
       );
       return;
     }
-    this.batch.push({ i, path });
+    this.batch.push({ i, path, size: size ?? -1 });
     this.batchBytes += size ?? 64 << 10;
     // Batches of about 4 MiB or 256 files: few messages, yet enough jobs to keep every worker busy.
     if (this.batchBytes >= 4 << 20 || this.batch.length >= 256) this.flush();
@@ -541,7 +549,10 @@ export class FileDigestQueue {
     this.batchBytes = 0;
     this.track(
       poolOf(this.workers)
-        .runFiles(items.map((x) => x.path))
+        .runFiles(
+          items.map((x) => x.path),
+          items.map((x) => x.size),
+        )
         .then((digests) => {
           items.forEach((x, k) => (this.out[x.i] = Buffer.from(digests.subarray(k * 32, k * 32 + 32))));
           this.progress(items.length);

@@ -17,15 +17,14 @@
  */
 import { spawn } from 'node:child_process';
 import { lstat } from 'node:fs/promises';
-import { closeSync, lstatSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
+import { lstatSync, readFileSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import type { BigIntStats } from 'node:fs';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeNode, type Xattr } from '../../tree/model.js';
-import { FsVerityHasher, fsverityDigestFile } from '../fsverity.js';
+import { FileDigestQueue } from '../fsverity.js';
 import { ComposefsSourceError } from './errors.js';
 import { BuildTree, Entry, INLINE_MAX, filterXattrs, finalizeTree, keepXattr, type ImageTreeOptions, type Inode, type XattrPolicy } from './image-tree.js';
 import { payloadOf } from './oci-layers.js';
-import { HashPool } from './hash-pool.js';
 
 export interface DirectoryTreeOptions extends ImageTreeOptions {
   onProgress?: (filesDone: number, filesTotal: number) => void;
@@ -212,101 +211,47 @@ export async function treeFromDirectory(dir: string, opts: DirectoryTreeOptions 
     }
   }
 
-  // Contents: symlink targets, inline data, fs-verity digests. Synchronous reads through one
-  // buffer (page-cache speed, no promise or buffer per file); files of 32 MiB and more are
-  // hashed by fsverityDigestFile's worker threads.
-  // Files of 256 KiB and more are streamed to a hashing worker thread (bounded queue) while this
-  // thread hashes the small ones.
+  // Contents: symlink targets and inline data read here; fs-verity digests of the other regular
+  // files computed by worker threads (FileDigestQueue: batches of small files, large files split),
+  // while this thread goes on reading.
   let done = 0;
-  const pool = HashPool.useful() ? new HashPool() : undefined;
-  const pending: Promise<void>[] = [];
-  try {
-    for (const { path, inode } of files) {
-      try {
-        if ((inode.mode & S_IFMT) === S_IFLNK) {
-          const target = readlinkSync(path, { encoding: 'buffer' });
-          inode.payload = target;
-          inode.size = BigInt(target.length);
-        } else if (inode.size <= BigInt(INLINE_MAX)) {
-          inode.content = readSmall(path, Number(inode.size));
-        } else if (inode.size >= BigInt(PARALLEL_MIN)) {
-          setDigest(inode, await fsverityDigestFile(fsPath(path)));
-        } else if (pool && inode.size >= BigInt(POOL_MIN)) {
-          const p = (await streamToPool(pool, path, Number(inode.size))).digest.then((d) => setDigest(inode, d));
-          p.catch(() => {});
-          pending.push(p);
-        } else {
-          setDigest(inode, digestFileSync(path, Number(inode.size)));
-        }
-      } catch (err) {
-        if (err instanceof ComposefsSourceError) throw err;
-        fail(path, 'cannot read', err);
+  const queue = new FileDigestQueue();
+  const hashed: Array<{ path: Buffer; inode: Inode }> = [];
+  for (const { path, inode } of files) {
+    try {
+      if ((inode.mode & S_IFMT) === S_IFLNK) {
+        const target = readlinkSync(path, { encoding: 'buffer' });
+        inode.payload = target;
+        inode.size = BigInt(target.length);
+      } else if (inode.size <= BigInt(INLINE_MAX)) {
+        inode.content = readSmall(path, Number(inode.size));
+      } else {
+        const p = fsPath(path);
+        queue.add(typeof p === 'string' ? p : path, Number(inode.size));
+        hashed.push({ path, inode });
+        continue;
       }
-      opts.onProgress?.(++done, files.length);
+    } catch (err) {
+      if (err instanceof ComposefsSourceError) throw err;
+      fail(path, 'cannot read', err);
     }
-    await Promise.all(pending);
-  } finally {
-    await pool?.close();
+    opts.onProgress?.(++done, files.length);
   }
+  let digests: Buffer[];
+  try {
+    digests = await queue.finish();
+  } catch (err) {
+    // The worker names the file in its message; say which tree it belongs to.
+    throw new ComposefsSourceError(`${rootPath}: cannot read a file: ${(err as Error).message}`, { path: rootPath });
+  }
+  hashed.forEach(({ inode }, i) => setDigest(inode, digests[i]!));
+  opts.onProgress?.(files.length, files.length);
   return finalizeTree(tree, opts, rootPath);
 }
-
-/** Files at least this big are hashed by fsverityDigestFile's worker threads. */
-const PARALLEL_MIN = 32 << 20;
-/** Files at least this big (and below PARALLEL_MIN) go to the hash pool's worker. */
-const POOL_MIN = 256 << 10;
 
 function setDigest(inode: Inode, d: Buffer): void {
   inode.digest = d;
   inode.payload = payloadOf(d);
-}
-
-/** Read a file and stream it to the pool; resolves (once queued) to the digest's promise. */
-async function streamToPool(pool: HashPool, path: Buffer, size: number): Promise<{ digest: Promise<Buffer> }> {
-  const f = pool.file(size);
-  const fd = openSync(path, 'r');
-  try {
-    let got = 0;
-    for (;;) {
-      const n = readSync(fd, READ_BUF, 0, READ_BUF.length, null);
-      if (n === 0) break;
-      got += n;
-      f.data(READ_BUF.subarray(0, n));
-      const wait = pool.belowLimit();
-      if (wait) await wait;
-    }
-    if (got !== size) {
-      throw new ComposefsSourceError(`${path.toString('utf8')}: changed size while reading (${size} → ${got} bytes)`, { path: path.toString('utf8') });
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return { digest: f.end() };
-}
-const READ_BUF = Buffer.allocUnsafeSlow(1 << 20);
-
-/**
- * fs-verity digest of a file read synchronously through one shared buffer: for the many small
- * and medium files of a tree this avoids a buffer and several promises per file.
- */
-function digestFileSync(path: Buffer, size: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const h = new FsVerityHasher();
-    for (;;) {
-      const n = readSync(fd, READ_BUF, 0, READ_BUF.length, null);
-      if (n === 0) break;
-      h.update(READ_BUF.subarray(0, n));
-    }
-    if (h.length !== size) {
-      throw new ComposefsSourceError(`${path.toString('utf8')}: changed size while reading (${size} → ${h.length} bytes)`, {
-        path: path.toString('utf8'),
-      });
-    }
-    return h.digest();
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function readSmall(path: Buffer, size: number): Buffer {
