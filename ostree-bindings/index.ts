@@ -445,6 +445,32 @@ export class NativeRepo {
    * Small objects go through a memory stream; large ones stream through a pipe while the write
    * runs on a worker thread, so memory stays flat.
    */
+  /**
+   * Write a content object stream held in memory on a libuv worker thread (libostree hashes and
+   * verifies it there), so the calling thread goes on meanwhile. The bytes are copied into a
+   * GBytes first: `data` may be reused as soon as this returns.
+   */
+  writeContentInBackground(expected: string | null, data: Buffer): Promise<string> {
+    const what = `write file ${expected ?? ''}`.trimEnd();
+    const bytes = F.g_bytes_new(data.length ? data : null, data.length) as Ptr;
+    const stream = F.g_memory_input_stream_new_from_bytes(bytes) as Ptr;
+    F.g_bytes_unref(bytes);
+    const out: Out<Ptr> = [null];
+    const err: Out<Ptr> = [null];
+    return new Promise<string>((resolve, reject) => {
+      F.ostree_repo_write_content.async(this.self, expected, stream, data.length, out, null, err, (e: unknown, ok: number) => {
+        F.g_object_unref(stream);
+        try {
+          if (e) throw e;
+          check(ok, err, what);
+          resolve(takeHexChecksum(out[0]!));
+        } catch (x) {
+          reject(x);
+        }
+      });
+    });
+  }
+
   async writeContent(expected: string | null, source: ContentSource): Promise<string> {
     const what = `write file ${expected ?? ''}`.trimEnd();
     if (Buffer.isBuffer(source)) {

@@ -38,7 +38,6 @@ import {
   type OstreeXattr,
 } from '../gvariant/ostree-types.js';
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
 import { ContentHasher, contentPrefix, sha256Hex } from '../ostree/checksum.js';
 import type { Repo } from '../ostree/repo.js';
 import { CommitVerificationError, ContainerFormatError, MissingObjectError } from './errors.js';
@@ -541,7 +540,7 @@ export class CommitImporter {
     while (this.inflight.size >= MAX_INFLIGHT_WRITES) await Promise.race(this.inflight);
     if (this.writeError) throw this.writeError;
     const p: Promise<void> = this.repo.native
-      .writeContent(csum, { stream: Readable.from([objectStream]), length: objectStream.length })
+      .writeContentInBackground(csum, objectStream)
       .then((stored) => {
         if (stored !== csum) throw new ObjectChecksumError('file', csum, stored, at);
       })
