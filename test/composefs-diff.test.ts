@@ -4,16 +4,16 @@
  * repo:PATH:REV, IMGREF, dir:PATH) load to comparable trees; --json, --max, exit codes, errors.
  */
 import t from 'tap';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildImage, extractLayers, makeRichLayers, oracle } from './composefs-oci-helpers.js';
-import { cli, ROOT, tmp } from './helpers/tmp.js';
+import { cli, ensureBuilt, tmp } from './helpers/tmp.js';
 import { fsverityDigest } from '../src/composefs/fsverity.js';
 import { diffTrees } from '../src/composefs/diff.js';
 import { parseDumpfileSync } from '../src/composefs/dumpfile/reader.js';
 
-spawnSync('npx', ['tsc', '-p', '.'], { cwd: ROOT, encoding: 'utf8' });
+ensureBuilt();
 
 const BIG = fsverityDigest(Buffer.alloc(5000, 1)).toString('hex');
 const OTHER = fsverityDigest(Buffer.alloc(5000, 2)).toString('hex');

@@ -15,9 +15,9 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, lstatSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildImage, extractLayers, makeRichLayers, sh, T_NEWEST, T0 } from './composefs-oci-helpers.js';
-import { cli, ROOT, tmp } from './helpers/tmp.js';
+import { cli, ensureBuilt, tmp } from './helpers/tmp.js';
 
-spawnSync('npx', ['tsc', '-p', '.'], { cwd: ROOT, encoding: 'utf8' });
+ensureBuilt();
 
 function ok(t: { equal: (a: unknown, b: unknown, m?: string) => void }, ...args: string[]): string {
   const r = cli(args);

@@ -16,7 +16,6 @@ import { parseDumpfileSync } from '../src/composefs/dumpfile/reader.js';
 import { writeDumpfile } from '../src/composefs/dumpfile/writer.js';
 import { buildErofs, type ErofsWriteOptions } from '../src/composefs/erofs/writer.js';
 import { EROFS_SUPER_OFFSET, SUPERBLOCK, COMPOSEFS_HEADER, LCFS_EROFS_FLAGS_HAS_ACL } from '../src/composefs/erofs/format.js';
-import { ComposefsWriteError } from '../src/composefs/errors.js';
 import { composefsDigest, mkcomposefs } from '../src/composefs/index.js';
 import { fsverityDigest } from '../src/composefs/fsverity.js';
 import { TreeNode } from '../src/tree/model.js';

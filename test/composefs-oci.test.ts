@@ -7,16 +7,16 @@
  * input (unknown reference, corrupt or malformed layers → one clear error, no output file).
  */
 import t from 'tap';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildImage, craftTar, makeRichLayers, oracle, sh, T0, T_NEWEST, tarLayer } from './composefs-oci-helpers.js';
-import { cli, CLI, ROOT, tmp } from './helpers/tmp.js';
+import { cli, CLI, ensureBuilt, tmp } from './helpers/tmp.js';
 import { openImage } from '../src/oci/index.js';
 import { scanLayer, treeFromImage } from '../src/composefs/sources/oci-layers.js';
 import { composefsDigest } from '../src/composefs/index.js';
 
-spawnSync('npx', ['tsc', '-p', '.'], { cwd: ROOT, encoding: 'utf8' });
+ensureBuilt();
 
 interface DumpLine {
   size: string;

@@ -14,20 +14,20 @@
  * directories, temp files) before the rerun. The seed (CRASH_SEED, default fixed) picks the points.
  */
 import t, { type Test } from 'tap';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '../scripts/lib/fuzz/rng.js';
 import { ostreeInit } from '../scripts/lib/sample-tree.js';
 import { makeSampleRepo, type SampleRepo } from './container-helpers.js';
-import { CLI, ROOT, cli, fixture, ostreeFsck, tmp } from './helpers/tmp.js';
+import { CLI, cli, ensureBuilt, fixture, ostreeFsck, tmp } from './helpers/tmp.js';
 
 const seed = Number(process.env['CRASH_SEED'] ?? 9009);
 const rng = new Rng(seed);
 t.comment(`crash seed ${seed} (CRASH_SEED=${seed} reproduces)`);
 
 // Build dist/ when a source is newer than the last build (idempotent, fast when up to date).
-execFileSync('bash', [join(ROOT, 'scripts', 'setup.sh')], { cwd: ROOT, stdio: 'ignore' });
+ensureBuilt();
 
 const root = tmp(t, 'ostree-oci-crash-');
 const img = join(root, 'img');

@@ -19,10 +19,11 @@ import {
   fsverityDigestStream,
   MerkleTreeBuilder,
 } from '../src/composefs/fsverity.js';
+import { ensureBuilt } from './helpers/tmp.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-// The CLI tests run the built JS; other modules may be mid-edit, so only the output must exist.
-spawnSync('npx', ['tsc', '-p', '.'], { cwd: ROOT, encoding: 'utf8' });
+// The CLI tests run the built JS.
+ensureBuilt();
 const dir = mkdtempSync(join(tmpdir(), 'fsverity-test-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 

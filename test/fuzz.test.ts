@@ -7,16 +7,16 @@
  * and FUZZ_CASES change the run (bigger runs: `npm run fuzz -- --cases 1000 --seed S`).
  */
 import t from 'tap';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, tmp } from './helpers/tmp.js';
+import { ensureBuilt, ROOT, tmp } from './helpers/tmp.js';
 
 const seed = Number(process.env['FUZZ_SEED'] ?? 20261121);
 const cases = Number(process.env['FUZZ_CASES'] ?? 100);
 
 // Build dist/ when a source is newer than the last build (idempotent, fast when up to date).
-execFileSync('bash', [join(ROOT, 'scripts', 'setup.sh')], { cwd: ROOT, stdio: 'ignore' });
+ensureBuilt();
 
 t.test(`fuzz: ${cases} image cases, seed ${seed}`, async (t) => {
   const dir = tmp(t, 'ostree-oci-fuzz-ci-');

@@ -19,10 +19,10 @@ import { cloneDraft, loadDraft, writeDraft, type ImageDraft } from '../scripts/l
 import { objectName } from '../scripts/lib/fuzz/mutations.js';
 import { fixChecksum, parseTar, writeTar } from '../scripts/lib/fuzz/tar.js';
 import { makeSampleRepo, type SampleRepo } from './container-helpers.js';
-import { CLI, ROOT, fixture, ostreeFsck, repoState, tmp } from './helpers/tmp.js';
+import { CLI, ensureBuilt, fixture, ostreeFsck, repoState, tmp } from './helpers/tmp.js';
 
 // Build dist/ when a source is newer than the last build (idempotent, fast when up to date).
-execFileSync('bash', [join(ROOT, 'scripts', 'setup.sh')], { cwd: ROOT, stdio: 'ignore' });
+ensureBuilt();
 
 const root = tmp(t, 'ostree-oci-hostile-');
 const base = join(root, 'base');

@@ -6,16 +6,15 @@
  * (whiteouts written as overlayfs char 0/0 devices, opaque as trusted.overlay.opaque=y).
  */
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildImage, craftTar, makeRichLayers, sh, T0, tarLayer } from './composefs-oci-helpers.js';
-import { cli, ROOT, tmp } from './helpers/tmp.js';
+import { cli, ensureBuilt, tmp } from './helpers/tmp.js';
 import { createImageWriter } from '../src/oci/index.js';
 import { ANNOTATION_COMPOSEFS_DIGEST, ANNOTATION_LAYER_DIGEST } from '../src/composefs/image-digests.js';
 
-spawnSync('npx', ['tsc', '-p', '.'], { cwd: ROOT, encoding: 'utf8' });
+ensureBuilt();
 
 function ok(t: { equal: (a: unknown, b: unknown, m?: string) => void }, ...args: string[]): string {
   const r = cli(args);

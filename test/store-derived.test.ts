@@ -13,7 +13,7 @@ import { contentChecksum } from '../src/ostree/checksum.js';
 import { escapeRef } from '../src/store/refescape.js';
 import { pseudoRandomBytes } from '../scripts/lib/sample-tree.js';
 import { readLayout, writeTarEntries, type LayerEntry } from './container-helpers.js';
-import { cli, ostreeFsck, tmp } from './helpers/tmp.js';
+import { ostreeFsck, tmp } from './helpers/tmp.js';
 import { buildDerivedImage, commitInfo, newRepo, ostreeCat, refs, run, runJson, signedComposefsRepo, treeMap, type TreeEntry } from './store-helpers.js';
 
 const root = tmp(t, 'ostree-oci-store-derived-');

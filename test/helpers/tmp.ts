@@ -59,3 +59,12 @@ export function fixture(t: SubtestHost, what: string, build: () => void | Promis
     }
   });
 }
+
+/**
+ * Make sure dist/ is built, for a test file run on its own. Only builds when a source is newer
+ * than the last build (scripts/setup.sh), so during `npm test` — which builds first — it never
+ * rewrites dist/ under the CLI processes that other test files are running at the same time.
+ */
+export function ensureBuilt(): void {
+  execFileSync('bash', [join(ROOT, 'scripts', 'setup.sh')], { cwd: ROOT, stdio: 'ignore' });
+}
