@@ -8,37 +8,7 @@
  * shared and unshared xattrs of every prefix (incl. trusted.overlay.*), uid/gid/nlink above
  * 65535, odd mtimes, escaping variants and strtoull quirks. The oracle decides what is valid.
  */
-
-export class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0 || 1;
-  }
-  /** mulberry32 */
-  next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  range(a: number, b: number): number {
-    return a + this.int(b - a + 1);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(a: readonly T[]): T {
-    return a[this.int(a.length)]!;
-  }
-  bigint(bits: number): bigint {
-    let v = 0n;
-    for (let i = 0; i < bits; i += 16) v = (v << 16n) | BigInt(this.int(65536));
-    return v & ((1n << BigInt(bits)) - 1n);
-  }
-}
+import { Rng } from '../scripts/lib/fuzz/rng.js';
 
 export interface GenCase {
   /** The dumpfile bytes. */
@@ -350,7 +320,12 @@ export function genDump(rng: Rng, opts: GenOptions): { lines: string[]; entries:
     let t: Entry | undefined;
     const r = rng.next();
     if (r < 0.9 || targets.length === 0) t = targets.length ? rng.pick(targets) : undefined;
-    else if (r < 0.95) t = rng.pick(links.filter((x) => x !== l && x.linkTarget && x.linkTarget.kind !== 'link'));
+    else if (r < 0.95) {
+      const others = links.filter((x) => x !== l && x.linkTarget && x.linkTarget.kind !== 'link');
+      // A draw either way, so that the cases a seed generates do not change.
+      const k = rng.int(others.length);
+      t = others[k];
+    }
     else t = rng.pick(dirs);
     if (!t) {
       l.kind = 'reg';

@@ -18,6 +18,7 @@ import { ostreeInit } from '../scripts/lib/sample-tree.js';
 import { cloneDraft, loadDraft, writeDraft, type ImageDraft } from '../scripts/lib/fuzz/layout.js';
 import { objectName } from '../scripts/lib/fuzz/mutations.js';
 import { fixChecksum, parseTar, writeTar } from '../scripts/lib/fuzz/tar.js';
+import { shapeOf } from '../scripts/lib/fuzz/runner.js';
 import { makeSampleRepo, type SampleRepo } from './container-helpers.js';
 import { CLI, ensureBuilt, fixture, ostreeFsck, repoState, tmp } from './helpers/tmp.js';
 
@@ -158,33 +159,8 @@ t.test('decompression bombs name maxLayerRatio (was: unbounded in image pull; "U
 });
 
 t.test('each cap, at the image’s own value and one below', async (t) => {
-  const src = Repo.open(s.repo);
-  let depth = 0;
-  let entries = 0;
-  let path = 0;
-  try {
-    for (const w of src.walk(s.commit)) {
-      path = Math.max(path, Buffer.byteLength(w.path));
-      if (w.kind === 'dir') {
-        depth = Math.max(depth, w.path === '/' ? 0 : w.path.split('/').length - 1);
-        entries = Math.max(entries, w.dirtree.files.length + w.dirtree.dirs.length);
-      }
-    }
-  } finally {
-    src.close();
-  }
-  let meta = 0;
-  let xattrs = 0;
-  for (const l of baseDraft.layers) {
-    for (const e of parseTar(l.tar)) {
-      path = Math.max(path, Buffer.byteLength(e.name), Buffer.byteLength(e.linkname));
-      if (/\.(commit|commitmeta|dirtree|dirmeta)$/.test(e.name)) meta = Math.max(meta, e.data.length);
-      if (/\.file-xattrs(-link)?$/.test(e.name) && e.type === '0') xattrs = Math.max(xattrs, e.data.length);
-      let pax = 0;
-      for (const [k, v] of e.pax) if (k.startsWith('SCHILY.xattr.')) pax += Buffer.byteLength(k) - 13 + v.length;
-      if (e.name.endsWith('.file')) xattrs = Math.max(xattrs, pax);
-    }
-  }
+  const shape = shapeOf(s.repo, s.commit, baseDraft, baseDraft.layers.map((l) => parseTar(l.tar)));
+  const { treeDepth: depth, dirEntries: entries, pathLength: path, metadataSize: meta, xattrsSize: xattrs } = shape;
   const caps: Array<[string, number]> = [
     ['maxTreeDepth', depth],
     ['maxDirEntries', entries],

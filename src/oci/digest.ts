@@ -3,7 +3,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { OciDigestError, OciSizeError } from './errors.js';
+import { DiffIdMismatchError, OciDigestError, OciSizeError } from './errors.js';
 
 export const sha256Digest = (data: Uint8Array | string): string =>
   `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -86,5 +86,25 @@ export class VerifyStream extends Transform {
       return;
     }
     cb();
+  }
+}
+
+/** Checks the uncompressed bytes of layer i against its diffid (`rootfs.diff_ids[i]`). */
+export class DiffIdCheck extends Transform {
+  private readonly hash: Hash = createHash('sha256');
+  constructor(
+    private readonly index: number,
+    private readonly layerDigest: string,
+    private readonly expected: string,
+  ) {
+    super();
+  }
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    const actual = `sha256:${this.hash.digest('hex')}`;
+    cb(actual === this.expected ? null : new DiffIdMismatchError(this.index, this.layerDigest, this.expected, actual));
   }
 }

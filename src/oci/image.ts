@@ -10,16 +10,14 @@
 import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import { createHash, type Hash } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
 import { OstreeOciError, UsageError } from '../errors.js';
 import { resolveLimits, type ImportLimits } from '../limits.js';
 import { DecompressedSizeLimit } from './limit-stream.js';
 import { packLayoutToArchive } from './archive.js';
 import { decompressionStage } from './compression.js';
-import { sha256Digest, VerifyStream } from './digest.js';
+import { DiffIdCheck, sha256Digest, VerifyStream } from './digest.js';
 import {
-  DiffIdMismatchError,
   ImageNotFoundError,
   LayerDecompressError,
   OciError,
@@ -213,26 +211,6 @@ async function resolveInSkopeoDir(source: SkopeoDirSource, platform: Partial<Pla
     /* reported by descend */
   }
   return descend(source, { mediaType, digest: sha256Digest(bytes), size: bytes.length }, platform, bytes);
-}
-
-/** Checks the uncompressed bytes of layer i against its diffid. */
-class DiffIdCheck extends Transform {
-  private readonly hash: Hash = createHash('sha256');
-  constructor(
-    private readonly index: number,
-    private readonly layerDigest: string,
-    private readonly expected: string,
-  ) {
-    super();
-  }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    cb(null, chunk);
-  }
-  override _flush(cb: TransformCallback): void {
-    const actual = `sha256:${this.hash.digest('hex')}`;
-    cb(actual === this.expected ? null : new DiffIdMismatchError(this.index, this.layerDigest, this.expected, actual));
-  }
 }
 
 class OpenedImage implements OciImage {

@@ -11,10 +11,8 @@
  * descriptor's digest and size, uncompressed bytes against `rootfs.diff_ids[i]`, and the
  * compressed bytes actually read are counted (`bytesRead`) so the store can report what it fetched.
  */
-import { createHash, type Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import {
-  DiffIdMismatchError,
   LayerDecompressError,
   OciError,
   UnsupportedMediaTypeError,
@@ -28,6 +26,7 @@ import {
   type ImageReference,
   type OpenImageOptions,
 } from '../oci/index.js';
+import { DiffIdCheck } from '../oci/digest.js';
 import { chain, contextError } from '../oci/stream-util.js';
 import { openRegistryImage } from './registry.js';
 import { LimitError, resolveLimits, type ImportLimits } from '../limits.js';
@@ -76,26 +75,6 @@ export async function openStoreImage(refIn: string | ImageReference, opts: Store
     openLayerCompressed: (i) => img.openLayerCompressed(i),
     close: () => img.close(),
   };
-}
-
-/** sha256 of the uncompressed bytes must be `rootfs.diff_ids[i]` (error instead of 'end'). */
-class DiffIdCheck extends Transform {
-  private readonly hash: Hash = createHash('sha256');
-  constructor(
-    private readonly index: number,
-    private readonly digest: string,
-    private readonly expected: string,
-  ) {
-    super();
-  }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    cb(null, chunk);
-  }
-  override _flush(cb: TransformCallback): void {
-    const actual = `sha256:${this.hash.digest('hex')}`;
-    cb(actual === this.expected ? null : new DiffIdMismatchError(this.index, this.digest, this.expected, actual));
-  }
 }
 
 /** Counts the bytes flowing through. */

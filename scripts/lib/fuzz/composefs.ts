@@ -12,7 +12,8 @@
  *    OstreeOciError — never another exception, never hang — and a tree it returns must have only
  *    names a checkout could use (non-empty, no '/', NUL, '.' or '..').
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { ForkedWorker } from './forked-worker.js';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -256,57 +257,13 @@ function mutateErofs(rng: Rng, img: Buffer): { data: Buffer; label: string } {
   return { data, label: what.join('; ') };
 }
 
-class CfsWorker {
-  private child: ChildProcess | null = null;
-  private seq = 0;
-  private async start(): Promise<ChildProcess> {
-    const child = fork(WORKER, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'advanced' });
-    child.stderr!.on('data', () => {});
-    await new Promise<void>((resolve, reject) => {
-      child.once('message', () => resolve());
-      child.once('exit', (c, s) => reject(new Error(`composefs fuzz worker did not start (${c ?? s})`)));
-    });
-    return (this.child = child);
-  }
-  async run(req: Omit<CfsRequest, 'id'>, timeoutMs: number): Promise<CfsReply | { dead: string } | { hung: true }> {
-    const child = this.child ?? (await this.start());
-    const id = ++this.seq;
-    return new Promise((resolve) => {
-      const done = (r: CfsReply | { dead: string } | { hung: true }): void => {
-        clearTimeout(timer);
-        child.off('message', onMsg);
-        child.off('exit', onExit);
-        resolve(r);
-      };
-      const onMsg = (m: CfsReply): void => void (m.id === id && done(m));
-      const onExit = (c: number | null, s: string | null): void => {
-        this.child = null;
-        done({ dead: `worker exited (${c ?? s})` });
-      };
-      const timer = setTimeout(() => {
-        child.off('exit', onExit);
-        child.kill('SIGKILL');
-        this.child = null;
-        done({ hung: true });
-      }, timeoutMs);
-      child.on('message', onMsg);
-      child.on('exit', onExit);
-      child.send({ ...req, id });
-    });
-  }
-  stop(): void {
-    this.child?.kill('SIGKILL');
-    this.child = null;
-  }
-}
-
 export async function runComposefsFuzz(o: ComposefsFuzzOptions): Promise<ComposefsFuzzReport> {
   const log = o.log ?? (() => {});
   const timeoutMs = o.timeoutMs ?? 30_000;
   const rep: ComposefsFuzzReport = { dumpfiles: 0, accepted: 0, rejected: 0, oracleHangs: 0, imagesCompared: 0, erofs: 0, erofsRead: 0, erofsRejected: 0, failures: [] };
   rmSync(o.dir, { recursive: true, force: true });
   mkdirSync(o.dir, { recursive: true });
-  const worker = new CfsWorker();
+  const worker = new ForkedWorker<Omit<CfsRequest, 'id'>, CfsReply>(WORKER, 'composefs fuzz worker');
   const fail = (s: string): void => {
     rep.failures.push(s);
     log(`FAIL ${s}`);

@@ -23,6 +23,12 @@ export class Rng {
     if (a.length === 0) throw new Error('Rng.pick of an empty list');
     return a[this.int(a.length)]!;
   }
+  /** A uniformly random unsigned integer below 2^bits. */
+  bigint(bits: number): bigint {
+    let v = 0n;
+    for (let i = 0; i < bits; i += 16) v = (v << 16n) | BigInt(this.int(65536));
+    return v & ((1n << BigInt(bits)) - 1n);
+  }
   bytes(n: number): Buffer {
     const b = Buffer.alloc(n);
     for (let i = 0; i < n; i++) b[i] = this.int(256);

@@ -12,7 +12,8 @@
  *    repository's refs/, objects/ and state/ are exactly as before;
  *  - never: a non-OstreeOciError exception, the worker dying, or running past the timeout.
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { ForkedWorker } from './forked-worker.js';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -115,7 +116,8 @@ function makeCommit(dir: string, name: string, shape: 'sample' | 'wide'): Source
   return { repo, commit };
 }
 
-function shapeOf(repoPath: string, commit: string, draft: ImageDraft, entries: Entry[][]): BaseInfo['shape'] {
+/** What each import cap sees in a valid image: deepest tree, largest directory, longest path, … */
+export function shapeOf(repoPath: string, commit: string, draft: ImageDraft, entries: Entry[][]): BaseInfo['shape'] {
   const repo = Repo.open(repoPath);
   let treeDepth = 0;
   let dirEntries = 0;
@@ -186,63 +188,6 @@ async function buildBases(dir: string): Promise<BaseInfo[]> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Worker
-
-class Worker {
-  private child: ChildProcess | null = null;
-  private seq = 0;
-  restarts = 0;
-
-  private async start(): Promise<ChildProcess> {
-    const child = fork(WORKER, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'advanced' });
-    child.stderr!.on('data', () => {});
-    await new Promise<void>((resolve, reject) => {
-      child.once('message', () => resolve());
-      child.once('exit', (code, sig) => reject(new Error(`fuzz worker did not start (${code ?? sig})`)));
-    });
-    this.child = child;
-    return child;
-  }
-
-  /** Run a request; resolves with the reply, or a synthetic failure for death / timeout. */
-  async run(req: Omit<WorkRequest, 'id'>, timeoutMs: number): Promise<WorkReply | { dead: string } | { hung: true }> {
-    const child = this.child ?? (await this.start());
-    const id = ++this.seq;
-    return new Promise((resolve) => {
-      const done = (r: WorkReply | { dead: string } | { hung: true }): void => {
-        clearTimeout(timer);
-        child.off('message', onMsg);
-        child.off('exit', onExit);
-        resolve(r);
-      };
-      const onMsg = (m: WorkReply): void => {
-        if (m.id === id) done(m);
-      };
-      const onExit = (code: number | null, sig: string | null): void => {
-        this.child = null;
-        this.restarts++;
-        done({ dead: `worker exited (${code ?? sig})` });
-      };
-      const timer = setTimeout(() => {
-        child.off('exit', onExit);
-        child.kill('SIGKILL');
-        this.child = null;
-        this.restarts++;
-        done({ hung: true });
-      }, timeoutMs);
-      child.on('message', onMsg);
-      child.on('exit', onExit);
-      child.send({ ...req, id });
-    });
-  }
-
-  stop(): void {
-    this.child?.kill('SIGKILL');
-    this.child = null;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Checks
 
 /** refs/, objects/ and state/ of a repository: path, size, mtime. */
@@ -306,7 +251,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const warmP = o.warm ?? 0.25;
   rmSync(o.dir, { recursive: true, force: true });
   mkdirSync(o.dir, { recursive: true });
-  const worker = new Worker();
+  const worker = new ForkedWorker<Omit<WorkRequest, 'id'>, WorkReply>(WORKER, 'fuzz worker');
   const report: FuzzReport = { seed: o.seed, cases: 0, imports: 0, failures: [], byClass: {}, bases: [], ms: 0, phases: {} };
   let tp = Date.now();
   const phase = (name: string): void => {

@@ -6,6 +6,7 @@
  */
 import type { Writable } from 'node:stream';
 import type { TreeNode } from '../../tree/model.js';
+import { writeChunks } from '../../write-chunks.js';
 
 const CHUNK = 64 * 1024;
 const EMPTY = Buffer.alloc(0);
@@ -151,20 +152,5 @@ export function writeDumpfile(root: TreeNode): Buffer {
 
 /** Stream the dumpfile to a Writable, respecting back-pressure. */
 export async function writeDumpfileTo(root: TreeNode, out: Writable): Promise<void> {
-  for (const chunk of dumpfileChunks(root)) {
-    if (!out.write(chunk)) {
-      await new Promise<void>((resolve, reject) => {
-        const onDrain = (): void => {
-          out.off('error', onError);
-          resolve();
-        };
-        const onError = (e: Error): void => {
-          out.off('drain', onDrain);
-          reject(e);
-        };
-        out.once('drain', onDrain);
-        out.once('error', onError);
-      });
-    }
-  }
+  await writeChunks(dumpfileChunks(root), out);
 }

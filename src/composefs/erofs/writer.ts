@@ -55,6 +55,7 @@ import {
   erofsFileType,
 } from './format.js';
 import { KeyTable, ValueTable, V_METACOPY, V_PLAIN, V_REDIRECT, type KeyInfo } from './xattr-table.js';
+import { writeChunks } from '../../write-chunks.js';
 
 export interface ErofsWriteOptions {
   /**
@@ -1328,21 +1329,5 @@ export async function writeImageFile(image: ErofsImage, path: string, observe?: 
 
 /** Stream the image to a Writable (e.g. stdout), respecting back-pressure. */
 export async function writeImageStream(image: ErofsImage, out: Writable, observe?: ChunkObserver): Promise<void> {
-  for (const chunk of image.chunks()) {
-    observe?.(chunk);
-    if (!out.write(chunk)) {
-      await new Promise<void>((resolve, reject) => {
-        const onDrain = (): void => {
-          out.off('error', onError);
-          resolve();
-        };
-        const onError = (e: Error): void => {
-          out.off('drain', onDrain);
-          reject(e);
-        };
-        out.once('drain', onDrain);
-        out.once('error', onError);
-      });
-    }
-  }
+  await writeChunks(image.chunks(), out, observe);
 }

@@ -13,6 +13,7 @@
  * input that ends inside a header or an entry, or without the end-of-archive marker, is an error
  * naming the layer and the entry. Sparse files and other exotic types are refused by name.
  */
+import { F } from '../../container/tar-header.js'; // header field offsets and lengths
 import { ComposefsSourceError } from './errors.js';
 
 export const TAR_BLOCK = 512;
@@ -51,21 +52,6 @@ export interface EntrySink {
   end(): void;
 }
 
-const FIELD = {
-  name: [0, 100],
-  mode: [100, 8],
-  uid: [108, 8],
-  gid: [116, 8],
-  size: [124, 12],
-  mtime: [136, 12],
-  cksum: [148, 8],
-  type: [156, 1],
-  linkname: [157, 100],
-  magic: [257, 6],
-  devmajor: [329, 8],
-  devminor: [337, 8],
-  prefix: [345, 155],
-} as const satisfies Record<string, readonly [number, number]>;
 
 const XATTR_PREFIX = Buffer.from('SCHILY.xattr.');
 
@@ -271,9 +257,9 @@ export class LayerTarParser {
     if (this.zeroBlocks > 0) this.fail(`lone zero block at byte ${offset - TAR_BLOCK} inside the archive`);
     if (this.entryStart < 0) this.entryStart = offset;
     this.checkChecksum(h, offset);
-    const typeByte = h[FIELD.type[0]]!;
+    const typeByte = h[F.type[0]]!;
     const type = typeByte === 0 ? '\0' : String.fromCharCode(typeByte);
-    const size = this.num(h, FIELD.size, 'size', offset);
+    const size = this.num(h, F.size, 'size', offset);
     if (size < 0n || size > BigInt(Number.MAX_SAFE_INTEGER)) this.fail(`bad size ${size} in header at byte ${offset}`);
     if (type === 'L' || type === 'K' || type === 'x' || type === 'g') {
       if (size > BigInt(MAX_META_ENTRY)) this.fail(`${type} entry of ${size} bytes at byte ${offset} is too large`);
@@ -305,11 +291,11 @@ export class LayerTarParser {
   }
 
   private checkChecksum(h: Buffer, offset: number): void {
-    const stored = parseNumber(h.subarray(FIELD.cksum[0], FIELD.cksum[0] + FIELD.cksum[1]));
+    const stored = parseNumber(h.subarray(F.cksum[0], F.cksum[0] + F.cksum[1]));
     let unsigned = 0;
     let signed = 0;
     for (let i = 0; i < TAR_BLOCK; i++) {
-      const b = i >= FIELD.cksum[0] && i < FIELD.cksum[0] + FIELD.cksum[1] ? 0x20 : h[i]!;
+      const b = i >= F.cksum[0] && i < F.cksum[0] + F.cksum[1] ? 0x20 : h[i]!;
       unsigned += b;
       signed += b > 127 ? b - 256 : b;
     }
@@ -319,10 +305,10 @@ export class LayerTarParser {
   }
 
   private entry(h: Buffer, type: string, size: number, offset: number): void {
-    const magic = h.subarray(FIELD.magic[0], FIELD.magic[0] + 6).toString('latin1');
-    let name = Buffer.from(cstr(h.subarray(FIELD.name[0], FIELD.name[0] + FIELD.name[1])));
+    const magic = h.subarray(F.magic[0], F.magic[0] + 6).toString('latin1');
+    let name = Buffer.from(cstr(h.subarray(F.name[0], F.name[0] + F.name[1])));
     if (magic === 'ustar\0') {
-      const prefix = cstr(h.subarray(FIELD.prefix[0], FIELD.prefix[0] + FIELD.prefix[1]));
+      const prefix = cstr(h.subarray(F.prefix[0], F.prefix[0] + F.prefix[1]));
       if (prefix.length) name = Buffer.concat([prefix, Buffer.from('/'), name]);
     }
     const field = (f: readonly [number, number], what: string): bigint => this.num(h, f, what, offset);
@@ -330,12 +316,12 @@ export class LayerTarParser {
       kind: 'file',
       typeflag: type,
       path: this.longName ?? name,
-      linkpath: this.longLink ?? Buffer.from(cstr(h.subarray(FIELD.linkname[0], FIELD.linkname[0] + FIELD.linkname[1]))),
-      mode: Number(field(FIELD.mode, 'mode') & 0o7777n),
-      uid: Number(field(FIELD.uid, 'uid')),
-      gid: Number(field(FIELD.gid, 'gid')),
+      linkpath: this.longLink ?? Buffer.from(cstr(h.subarray(F.linkname[0], F.linkname[0] + F.linkname[1]))),
+      mode: Number(field(F.mode, 'mode') & 0o7777n),
+      uid: Number(field(F.uid, 'uid')),
+      gid: Number(field(F.gid, 'gid')),
       size,
-      mtimeSec: field(FIELD.mtime, 'mtime'),
+      mtimeSec: field(F.mtime, 'mtime'),
       devmajor: 0,
       devminor: 0,
       xattrs: [],
@@ -343,8 +329,8 @@ export class LayerTarParser {
     };
     const isDev = type === '3' || type === '4';
     if (isDev) {
-      e.devmajor = Number(field(FIELD.devmajor, 'devmajor'));
-      e.devminor = Number(field(FIELD.devminor, 'devminor'));
+      e.devmajor = Number(field(F.devmajor, 'devmajor'));
+      e.devminor = Number(field(F.devminor, 'devminor'));
     }
     this.current = e;
     for (const { key, value } of this.pax) {
