@@ -22,7 +22,6 @@
  * complete, verified objects that the next run reuses; names are published last.
  */
 import { createReadStream } from 'node:fs';
-import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { buildErofs } from '../composefs/erofs/writer.js';
 import { imageDigest } from '../composefs/from-commit.js';
@@ -188,10 +187,10 @@ export async function migrateCommit(repo: Repo, rev: string, cfsPath: string, op
     } else files.other++;
   }
 
-  const direct = repo.mode === 'bare' || repo.mode === 'bare-user' || repo.mode === 'bare-user-only';
   const openContent = (checksum: string, path: string): Readable => {
     try {
-      if (direct) return createReadStream(join(repo.path, 'objects', checksum.slice(0, 2), `${checksum.slice(2)}.file`), { highWaterMark: 1 << 20 });
+      const loose = repo.loosePayloadPath(checksum);
+      if (loose) return createReadStream(loose, { highWaterMark: 1 << 20 });
       const f = repo.readFile(checksum);
       if (!f.stream) throw new Error('not a regular file');
       return f.stream;
@@ -222,7 +221,7 @@ export async function migrateCommit(repo: Repo, rev: string, cfsPath: string, op
         crashPoint();
       }
     };
-    const lanes = Math.max(1, opts.jobs ?? (direct ? 4 : 1));
+    const lanes = Math.max(1, opts.jobs ?? (repo.loosePayloads ? 4 : 1));
     await Promise.all(Array.from({ length: Math.min(lanes, Math.max(1, todo.length)) }, lane));
     const fileStats = { ...store.stats };
 

@@ -21,18 +21,16 @@
  * always complete. For ordinary commits (empty `/sysroot`) the bytes are the same.
  */
 import { createReadStream, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ObjectType } from '../../ostree-bindings/index.js';
 import { OstreeOciError } from '../errors.js';
 import {
   parseDirMeta,
   parseDirTree,
-  parseXattrsVariant,
   type DirMeta,
   type FileHeader,
 } from '../gvariant/ostree-types.js';
-import type { LoadedCommit, Repo } from '../ostree/repo.js';
+import { fileHeaderOf, type LoadedCommit, type Repo } from '../ostree/repo.js';
 import { mapPathV0, objectPath, OSTREEDIR, pathEquivalentForTar, pathForTarV1, REPO_CONFIG, xattrsLinkPath } from './paths.js';
 import { EntryType, Header, rustComponents } from './tar-header.js';
 import { TarBuilder, TarOutput } from './tar-writer.js';
@@ -60,24 +58,16 @@ const SMALL_FILE = 1 << 20;
 /** Open a content object through libostree (header, xattrs bytes, payload). */
 export function loadContentObject(repo: Repo, checksum: string): ContentObject {
   const { info, xattrs, stream } = repo.native.loadFile(checksum);
-  const header: FileHeader = {
-    uid: info.uid,
-    gid: info.gid,
-    mode: info.mode,
-    rdev: 0,
-    symlinkTarget: info.type === 'symlink' ? (info.symlinkTarget ?? '') : '',
-    xattrs: xattrs.length ? parseXattrsVariant(xattrs, `xattrs of file ${checksum}`) : [],
-  };
+  const header = fileHeaderOf(info, xattrs, checksum);
   if (info.type === 'symlink') {
     stream?.close();
     return { header, xattrsBytes: xattrs, size: 0, data: null };
   }
   if (!stream) throw new OstreeOciError(`file object ${checksum}: regular file without content stream`);
-  if (repo.mode === 'bare' || repo.mode === 'bare-user' || repo.mode === 'bare-user-only') {
-    // In bare modes the payload is the loose object file itself: read it with plain file I/O
-    // rather than through a GInputStream, one FFI call per 64 KiB (a third of the export's time).
+  const path = repo.loosePayloadPath(checksum);
+  if (path) {
+    // Plain file I/O rather than a GInputStream read 64 KiB per FFI call.
     stream.close();
-    const path = join(repo.path, 'objects', checksum.slice(0, 2), `${checksum.slice(2)}.file`);
     if (info.size > SMALL_FILE) return { header, xattrsBytes: xattrs, size: info.size, data: createReadStream(path) };
     const buf = info.size ? readFileSync(path) : Buffer.alloc(0);
     if (buf.length !== info.size) throw new OstreeOciError(`file object ${checksum}: read ${buf.length} bytes, expected ${info.size}`);

@@ -14,6 +14,7 @@ import {
   OstreeError,
   REPO_MODE_NAMES,
   RepoMode,
+  type FileInfo,
   type NativeInputStream,
 } from '../../ostree-bindings/index.js';
 import { ObjectChecksumError, OstreeOciError, UsageError } from '../errors.js';
@@ -43,6 +44,18 @@ export const MODE_NAME: Record<RepoMode, RepoModeName> = {
   [RepoMode.BARE_USER_ONLY]: 'bare-user-only',
   [RepoMode.BARE_SPLIT_XATTRS]: 'bare-split-xattrs',
 };
+
+/** The file header of a content object loaded by libostree (`loadFile`): info + xattrs bytes. */
+export function fileHeaderOf(info: FileInfo, xattrs: Buffer, checksum: string): FileHeader {
+  return {
+    uid: info.uid,
+    gid: info.gid,
+    mode: info.mode,
+    rdev: 0,
+    symlinkTarget: info.symlinkTarget ?? '',
+    xattrs: xattrs.length ? parseXattrsVariant(xattrs, `xattrs of file ${checksum}`) : [],
+  };
+}
 
 /** Thrown when a repository path is missing or is not an ostree repository. */
 export class RepoOpenError extends OstreeOciError {}
@@ -115,6 +128,21 @@ export class Repo {
     return MODE_NAME[this.native.mode()];
   }
 
+  /**
+   * In bare, bare-user and bare-user-only repositories a regular file's payload is its loose
+   * object file, which plain file I/O reads far more cheaply than a libostree stream. Not in
+   * archive (compressed) or bare-split-xattrs repositories.
+   */
+  get loosePayloads(): boolean {
+    const m = this.mode;
+    return m === 'bare' || m === 'bare-user' || m === 'bare-user-only';
+  }
+
+  /** The loose file holding a regular file's payload (see `loosePayloads`), or null. */
+  loosePayloadPath(checksum: string): string | null {
+    return this.loosePayloads ? join(this.path, 'objects', checksum.slice(0, 2), `${checksum.slice(2)}.file`) : null;
+  }
+
   /** Resolve a ref, checksum or unique prefix to a commit checksum. */
   resolveRev(rev: string): string {
     try {
@@ -161,14 +189,7 @@ export class Repo {
   /** Open a content object: its header (uid, gid, mode, xattrs, symlink target) and payload. */
   readFile(checksum: string): FileObject {
     const { info, xattrs, stream } = this.native.loadFile(checksum);
-    const header: FileHeader = {
-      uid: info.uid,
-      gid: info.gid,
-      mode: info.mode,
-      rdev: 0,
-      symlinkTarget: info.symlinkTarget ?? '',
-      xattrs: xattrs.length ? parseXattrsVariant(xattrs, `xattrs of file ${checksum}`) : [],
-    };
+    const header = fileHeaderOf(info, xattrs, checksum);
     const isLink = info.type === 'symlink';
     if (isLink) stream?.close();
     return { header, size: isLink ? 0 : info.size, stream: isLink || !stream ? null : stream.toReadable() };

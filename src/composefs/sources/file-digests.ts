@@ -1,57 +1,51 @@
 /**
  * fs-verity digests of ostree content objects. In bare, bare-user and bare-user-only repositories a
- * regular file's payload is the loose object file itself, so it is hashed straight from disk
- * (large files across worker threads); archive repositories decompress through libostree.
+ * regular file's payload is the loose object file itself, so worker threads hash it straight from
+ * disk, in batches, from the moment it is added (while the caller goes on walking the commit);
+ * archive repositories decompress through libostree, one object at a time, in finish().
  */
-import { join } from 'node:path';
 import type { Repo } from '../../ostree/repo.js';
-import { fsverityDigestFile, fsverityDigestFiles, fsverityDigestStream } from '../fsverity.js';
+import { FileDigestQueue, fsverityDigestStream } from '../fsverity.js';
+
+/** The bare loose path of a content object, relative to `objects/`. */
+export const payloadPathOf = (checksum: string): string => `${checksum.slice(0, 2)}/${checksum.slice(2)}.file`;
 
 export class FileDigests {
-  private readonly direct: boolean;
+  private readonly queue: FileDigestQueue | undefined;
+  /** Each added checksum, in the order added (= the queue's order). */
+  private readonly order: string[] = [];
+  private readonly seen = new Set<string>();
 
-  constructor(private readonly repo: Repo) {
-    this.direct = FileDigests.direct(repo);
+  constructor(
+    private readonly repo: Repo,
+    private readonly onProgress?: (done: number, total: number) => void,
+  ) {
+    this.queue = repo.loosePayloads ? new FileDigestQueue(onProgress ? { onProgress } : {}) : undefined;
   }
 
-  /** Are a repository's regular-file payloads its loose object files (bare modes)? */
-  static direct(repo: Repo): boolean {
-    return repo.mode === 'bare' || repo.mode === 'bare-user' || repo.mode === 'bare-user-only';
+  /** Add a regular-file content object whose payload has `size` bytes (once per checksum). */
+  add(checksum: string, size: number): void {
+    if (this.seen.has(checksum)) return;
+    this.seen.add(checksum);
+    this.order.push(checksum);
+    this.queue?.add(this.repo.loosePayloadPath(checksum)!, size);
   }
 
-  /** Digest of one regular-file content object's payload. */
-  async digest(checksum: string): Promise<Buffer> {
-    if (this.direct) {
-      return fsverityDigestFile(join(this.repo.path, 'objects', checksum.slice(0, 2), `${checksum.slice(2)}.file`));
-    }
-    const f = this.repo.readFile(checksum);
-    if (!f.stream) throw new Error(`content object ${checksum} has no payload`);
-    return fsverityDigestStream(f.stream);
-  }
-
-  /**
-   * Digests of many objects (`sizes`: their payload sizes, when known). Loose files are read and
-   * hashed by worker threads in batches; archive objects one at a time through libostree.
-   */
-  async digestAll(checksums: string[], onProgress?: (done: number, total: number) => void, sizes?: number[]): Promise<Map<string, Buffer>> {
+  /** The digest of every added object, by checksum; the first failure is thrown. */
+  async finish(): Promise<Map<string, Buffer>> {
     const out = new Map<string, Buffer>();
-    if (this.direct) {
-      const paths = checksums.map((c) => join(this.repo.path, 'objects', c.slice(0, 2), `${c.slice(2)}.file`));
-      const digests = await fsverityDigestFiles(paths, { ...(sizes ? { sizes } : {}), ...(onProgress ? { onProgress } : {}) });
-      checksums.forEach((c, i) => out.set(c, digests[i]!));
+    if (this.queue) {
+      const digests = await this.queue.finish();
+      this.order.forEach((c, i) => out.set(c, digests[i]!));
       return out;
     }
-    let next = 0;
-    let done = 0;
-    const lanes = 1; // one libostree repo handle is used from one thread
-    const lane = async (): Promise<void> => {
-      while (next < checksums.length) {
-        const c = checksums[next++]!;
-        out.set(c, await this.digest(c));
-        onProgress?.(++done, checksums.length);
-      }
-    };
-    await Promise.all(Array.from({ length: lanes }, lane));
+    // One libostree repo handle is used from one thread: one object after the other.
+    for (const c of this.order) {
+      const f = this.repo.readFile(c);
+      if (!f.stream) throw new Error(`content object ${c} has no payload`);
+      out.set(c, await fsverityDigestStream(f.stream));
+      this.onProgress?.(out.size, this.order.length);
+    }
     return out;
   }
 }

@@ -14,9 +14,7 @@
 import { S_IFDIR, S_IFLNK, TreeNode, newRoot, type Xattr } from '../../tree/model.js';
 import type { OstreeXattr } from '../../gvariant/ostree-types.js';
 import type { Repo } from '../../ostree/repo.js';
-import { join } from 'node:path';
-import { FileDigestQueue } from '../fsverity.js';
-import { FileDigests } from './file-digests.js';
+import { FileDigests, payloadPathOf } from './file-digests.js';
 
 export const OSTREE_MOUNT_POINTS = ['usr', 'etc', 'boot', 'var', 'sysroot'];
 
@@ -29,8 +27,6 @@ export interface CommitTreeOptions {
 
 const toXattrs = (xs: OstreeXattr[]): Xattr[] => xs.map((x) => ({ key: x.name, value: x.value }));
 
-/** The bare loose path of a content object, relative to `objects/`. */
-export const payloadPathOf = (checksum: string): string => `${checksum.slice(0, 2)}/${checksum.slice(2)}.file`;
 
 /** Build the composefs tree of a commit. `source` of each file node is its content checksum. */
 export async function treeFromCommit(repo: Repo, rev: string, opts: CommitTreeOptions = {}): Promise<{ root: TreeNode; commit: string }> {
@@ -42,8 +38,7 @@ export async function treeFromCommit(repo: Repo, rev: string, opts: CommitTreeOp
   const headerCache = new Map<string, ReturnType<Repo['readFile']>['header'] & { size: number }>();
 
   // Loose objects (bare modes) are hashed by worker threads while the walk goes on.
-  const queue = opts.verity !== false && FileDigests.direct(repo) ? new FileDigestQueue(opts.onProgress ? { onProgress: opts.onProgress } : {}) : undefined;
-  const queued = new Map<string, number>();
+  const digests = opts.verity !== false ? new FileDigests(repo, opts.onProgress) : undefined;
   for (const e of repo.walk(commit)) {
     if (e.kind === 'dir') {
       const node = nodes.get(e.path)!;
@@ -81,10 +76,7 @@ export async function treeFromCommit(repo: Repo, rev: string, opts: CommitTreeOp
       if (h.size > 0) {
         node.payload = Buffer.from(payloadPathOf(e.checksum));
         regular.push({ node, checksum: e.checksum });
-        if (queue && !queued.has(e.checksum)) {
-          queued.set(e.checksum, queued.size);
-          queue.add(join(repo.path, 'objects', payloadPathOf(e.checksum)), h.size);
-        }
+        digests?.add(e.checksum, h.size);
       }
     }
     parent.addChild(node);
@@ -94,14 +86,8 @@ export async function treeFromCommit(repo: Repo, rev: string, opts: CommitTreeOp
     if (!root.getChild(name)) root.addChild(new TreeNode(Buffer.from(name), S_IFDIR | 0o755));
   }
 
-  if (queue) {
-    const digests = await queue.finish();
-    for (const r of regular) r.node.digest = digests[queued.get(r.checksum)!]!;
-  } else if (opts.verity !== false) {
-    const digests = new FileDigests(repo);
-    const sizeOf = new Map(regular.map((r) => [r.checksum, Number(r.node.size)]));
-    const unique = [...sizeOf.keys()];
-    const byChecksum = await digests.digestAll(unique, opts.onProgress, unique.map((c) => sizeOf.get(c)!));
+  if (digests) {
+    const byChecksum = await digests.finish();
     for (const r of regular) r.node.digest = byChecksum.get(r.checksum)!;
   }
   return { root, commit: commit.checksum };
