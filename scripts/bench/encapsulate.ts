@@ -77,9 +77,9 @@ const mod: BenchModule = {
     });
 
     const floor = await unencapsulateHashFloor(repo, commit, img);
-    log(`hashing floor: ${(floor.bytes / 2 ** 20).toFixed(0)} MiB at ${(floor.throughput / 2 ** 20).toFixed(0)} MiB/s on all cores`);
+    const mib = (n: number): string => (n / 2 ** 20).toFixed(0);
     rows.push({
-      work: `unencapsulate: SHA-256 floor alone (${(floor.bytes / 2 ** 20).toFixed(0)} MiB at ${(floor.throughput / 2 ** 20).toFixed(0)} MiB/s, all cores)`,
+      work: `unencapsulate: SHA-256 floor alone (${mib(floor.bytes)} MiB at ${mib(floor.throughput)} MiB/s, all cores)`,
       ours: { seconds: floor.bytes / floor.throughput, peakRssMiB: 0 },
       anchorTool: 'ostree commit --tree=tar=',
       anchor: unAnchor,
