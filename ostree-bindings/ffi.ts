@@ -62,6 +62,8 @@ export const g_file_info_get_symlink_target = gio.func('const char *g_file_info_
 export const pipe2 = libc.func('int pipe2(_Out_ int *fds, int flags)');
 /** Copies native memory into a JS Buffer (passed as the destination pointer, no koffi view). */
 export const memcpy = libc.func('void *memcpy(void *dst, const void *src, size_t n)');
+/** ssize_t is declared int64_t: koffi maps ssize_t results to a type that loses the sign. */
+export const lgetxattr = libc.func('int64_t lgetxattr(const char *path, const char *name, void *value, size_t size)');
 
 // libostree
 export const ostree_repo_new = ostree.func('void *ostree_repo_new(void *path)');

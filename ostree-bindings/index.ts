@@ -138,6 +138,24 @@ function takeHexChecksum(csum: Ptr): string {
   }
 }
 
+const ENODATA = koffi.os.errno.ENODATA;
+/** XATTR_SIZE_MAX: no value can be longer, so one buffer serves every call. */
+const xattrBuffer = Buffer.allocUnsafe(65536);
+
+/**
+ * One extended attribute of a path, not following symlinks (Node has no xattr API): its value, or
+ * null when the path has no such attribute (ENODATA). Other failures throw an Error carrying the
+ * errno `code` (e.g. ENOENT, ENOTSUP) and naming path and attribute.
+ */
+export function readXattr(path: string, name: string): Buffer | null {
+  const n = Number(F.lgetxattr(path, name, xattrBuffer, xattrBuffer.length));
+  if (n >= 0) return Buffer.from(xattrBuffer.subarray(0, n));
+  const errno = koffi.errno(); // saved by koffi right after the call
+  if (errno === ENODATA) return null;
+  const code = Object.entries(koffi.os.errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
+  throw Object.assign(new Error(`lgetxattr ${path} ${name}: ${code}`), { code, errno });
+}
+
 /** File information from ostree_repo_load_file. */
 export interface FileInfo {
   type: 'regular' | 'symlink';
@@ -351,9 +369,13 @@ export class NativeRepo {
     }
   }
 
-  /** Open a content object: metadata, xattrs (`a(ayay)` bytes) and, for regular files, a stream. */
-  loadFile(checksum: string): { info: FileInfo; xattrs: Buffer; stream: NativeInputStream | null } {
-    const input: Out<Ptr> = [null];
+  /**
+   * Open a content object: metadata, xattrs (`a(ayay)` bytes) and, for regular files, a stream
+   * (unless `withStream` is false).
+   */
+  loadFile(checksum: string, withStream = true): { info: FileInfo; xattrs: Buffer; stream: NativeInputStream | null } {
+    // Without a stream libostree does not keep (or, outside bare-user, even open) the file.
+    const input: Out<Ptr> | null = withStream ? [null] : null;
     const info: Out<Ptr> = [null];
     const xattrs: Out<Ptr> = [null];
     const err: Out<Ptr> = [null];
@@ -374,7 +396,7 @@ export class NativeRepo {
       F.g_object_unref(fi);
     }
     const x = xattrs[0] ? takeVariantBytes(xattrs[0]) : Buffer.alloc(0);
-    return { info: fileInfo, xattrs: x, stream: input[0] ? new NativeInputStream(input[0]) : null };
+    return { info: fileInfo, xattrs: x, stream: input?.[0] ? new NativeInputStream(input[0]) : null };
   }
 
   /** The canonical object stream (for content: header + payload, uncompressed) and its size. */

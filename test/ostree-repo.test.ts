@@ -49,6 +49,7 @@ for (const { mode, tree, extra } of MODES) {
     const counts: Record<number, number> = {};
     let fileMismatch = 0;
     let metaMismatch = 0;
+    let headerMismatch = 0;
     for (const o of objects) {
       counts[o.type] = (counts[o.type] ?? 0) + 1;
       if (o.type === ObjectType.FILE) {
@@ -59,6 +60,9 @@ for (const { mode, tree, extra } of MODES) {
         const payload = Buffer.concat(chunks);
         t.equal(payload.length, f.size);
         if (contentChecksum(f.header, payload) !== o.checksum) fileMismatch++;
+        // The header-only read (direct in bare-user) answers what libostree's load_file does.
+        const h = repo.readFileHeader(o.checksum);
+        if (JSON.stringify(h) !== JSON.stringify({ header: f.header, size: f.size })) headerMismatch++;
         continue;
       }
       const bytes = repo.loadMetadataBytes(o.type, o.checksum);
@@ -72,6 +76,7 @@ for (const { mode, tree, extra } of MODES) {
       if (!again.equals(bytes)) metaMismatch++;
     }
     t.equal(fileMismatch, 0, 'every content checksum computed in TypeScript equals libostree');
+    t.equal(headerMismatch, 0, 'readFileHeader equals readFile (header and size) for every content object');
     t.equal(metaMismatch, 0, 'every metadata object re-serializes byte-identically and hashes to its name');
     t.equal(counts[ObjectType.COMMIT], 1);
     t.ok((counts[ObjectType.FILE] ?? 0) >= 15, `files traversed (${counts[ObjectType.FILE]})`);
@@ -107,6 +112,59 @@ for (const { mode, tree, extra } of MODES) {
     }
   });
 }
+
+t.test('bare-user readFileHeader: whatever the direct read does not understand is answered by libostree', async (t) => {
+  const d = tmp(t);
+  const repoPath = join(d, 'repo');
+  writeSampleTree(join(d, 'tree'), {});
+  ostreeInit(repoPath, 'bare-user');
+  const commit = ostreeCommit(repoPath, join(d, 'tree'));
+  const repo = Repo.open(repoPath);
+  t.teardown(() => repo.close());
+  const paths = new Map<string, string>();
+  for (const e of repo.walk(commit)) if (e.kind === 'file') paths.set(e.path, e.checksum);
+  const objPath = (c: string) => join(repoPath, 'objects', c.slice(0, 2), `${c.slice(2)}.file`);
+  const setMeta = (c: string, hex: string) => execFileSync('setfattr', ['-n', 'user.ostreemeta', '-v', `0x${hex}`, objPath(c)]);
+  const viaLibostree = (c: string) => {
+    const f = repo.readFile(c);
+    f_close(f.stream);
+    return { header: f.header, size: f.size };
+  };
+
+  // Metadata with xattrs, rewritten by hand: read directly, equal to libostree's reading.
+  const hello = paths.get('/usr/bin/hello')!;
+  // (uuua(ayay)): uid 7, gid 8, mode 0100750, [("user.k\0", "v")]: element = name, value, one
+  // framing offset (end of name); the array's framing offset = end of the element (9).
+  setMeta(hello, '00000007' + '00000008' + '000081e8' + Buffer.from('user.k\0v').toString('hex') + '07' + '09');
+  t.same(repo.readFileHeader(hello), viaLibostree(hello), 'xattrs in user.ostreemeta: libostree\'s reading');
+  t.match(repo.readFileHeader(hello).header, { uid: 7, gid: 8, mode: 0o100750 }, 'owner and mode from the xattr');
+  t.same(repo.readFileHeader(hello).header.xattrs.map((x) => `${x.name}=${x.value}`), ['user.k=v']);
+
+  // Metadata in a form our strict parser rejects (trailing bytes after the empty xattr array):
+  // libostree hands it on leniently, and both reads refuse it the same way, naming the object.
+  setMeta(hello, '00000000' + '00000000' + '000081ed' + 'ffff');
+  const viaNative = (() => {
+    try {
+      viaLibostree(hello);
+      return 'no error';
+    } catch (e) {
+      return (e as Error).message;
+    }
+  })();
+  t.match(viaNative, new RegExp(hello), 'libostree path: an error naming the object');
+  t.throws(() => repo.readFileHeader(hello), { message: viaNative }, 'non-normal user.ostreemeta: the same error');
+
+  // A symlink whose stored target carries bytes after the NUL: the target ends at the NUL.
+  const link = paths.get('/usr/bin/readme-abs')!;
+  writeFileSync(objPath(link), Buffer.from('/usr/share/doc/README\0junk'));
+  t.same(repo.readFileHeader(link), viaLibostree(link));
+  t.equal(repo.readFileHeader(link).header.symlinkTarget, '/usr/share/doc/README');
+
+  // No user.ostreemeta at all: libostree's error, naming the object.
+  const x = paths.get('/usr/share/xattr-file')!;
+  execFileSync('setfattr', ['-x', 'user.ostreemeta', objPath(x)]);
+  t.throws(() => repo.readFileHeader(x), new RegExp(x), 'missing metadata: libostree\'s error naming the object');
+});
 
 async function caught(p: Promise<unknown>): Promise<Error | null> {
   return p.then(

@@ -251,6 +251,33 @@ export function parseFileHeader(data: Buffer, what = 'file header'): FileHeader 
   return h;
 }
 
+/**
+ * The `user.ostreemeta` xattr of a bare-user content object, `(uuua(ayay))` with big-endian
+ * uid/gid/mode (shared/specs/ostree-objects.md §3.3), as the header of a regular file or symlink
+ * whose target is still to be read from the object's content.
+ */
+export function parseBareUserMeta(data: Buffer, what = 'user.ostreemeta'): FileHeader {
+  let h: FileHeader;
+  if (data.length === 12) {
+    // Three fixed u32 and an empty array (zero bytes): the common case, read without the codec.
+    h = { uid: data.readUInt32BE(0), gid: data.readUInt32BE(4), mode: data.readUInt32BE(8), rdev: 0, symlinkTarget: '', xattrs: [] };
+  } else {
+    const [uid, gid, mode, xattrs] = decode(DIRMETA_TYPE, data, what) as GValue[];
+    h = {
+      uid: bswap32(uid as number),
+      gid: bswap32(gid as number),
+      mode: bswap32(mode as number),
+      rdev: 0,
+      symlinkTarget: '',
+      xattrs: parseXattrs(xattrs!, what),
+    };
+  }
+  const type = h.mode & 0o170000;
+  if (type !== 0o100000 && type !== 0o120000) throw new GVariantError(`${what}: mode 0${h.mode.toString(8)} is neither a regular file nor a symlink`);
+  if (h.mode & ~MODE_ALLOWED) throw new GVariantError(`${what}: invalid mode bits 0${h.mode.toString(8)}`);
+  return h;
+}
+
 export function serializeFileHeader(h: FileHeader): Buffer {
   validateXattrs(h.xattrs, 'file header');
   return encode(FILE_HEADER_TYPE, [bswap32(h.uid), bswap32(h.gid), bswap32(h.mode), bswap32(h.rdev), h.symlinkTarget, xattrsValue(h.xattrs)]);

@@ -319,8 +319,7 @@ export function removeEmptyEtcFiles(repo: Repo, root: MDir): string[] {
   for (const name of ['hostname', 'resolv.conf']) {
     const e = etc.lookup(repo, [name]);
     if (e?.kind !== 'file') continue;
-    const f = repo.readFile(e.checksum);
-    f.stream?.destroy();
+    const f = repo.readFileHeader(e.checksum);
     if ((f.header.mode & 0o170000) === S_IFREG && f.size === 0) {
       etc.entries(repo).delete(name);
       removed.push(`/usr/etc/${name}`);

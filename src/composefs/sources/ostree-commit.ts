@@ -35,7 +35,7 @@ export async function treeFromCommit(repo: Repo, rev: string, opts: CommitTreeOp
   const nodes = new Map<string, TreeNode>([['/', root]]);
   const regular: Array<{ node: TreeNode; checksum: string }> = [];
   // Headers are loaded once per object even when many paths share it.
-  const headerCache = new Map<string, ReturnType<Repo['readFile']>['header'] & { size: number }>();
+  const headerCache = new Map<string, ReturnType<Repo['readFileHeader']>>();
 
   // Loose objects (bare modes) are hashed by worker threads while the walk goes on.
   const digests = opts.verity !== false ? new FileDigests(repo, opts.onProgress) : undefined;
@@ -54,13 +54,9 @@ export async function treeFromCommit(repo: Repo, rev: string, opts: CommitTreeOp
       }
       continue;
     }
-    let h = headerCache.get(e.checksum);
-    if (!h) {
-      const f = repo.readFile(e.checksum);
-      f.stream?.destroy();
-      h = { ...f.header, size: f.size };
-      headerCache.set(e.checksum, h);
-    }
+    let hs = headerCache.get(e.checksum);
+    if (!hs) headerCache.set(e.checksum, (hs = repo.readFileHeader(e.checksum)));
+    const { header: h, size } = hs;
     const slash = e.path.lastIndexOf('/');
     const parent = nodes.get(e.path.slice(0, slash) || '/')!;
     const node = new TreeNode(Buffer.from(e.path.slice(slash + 1)), h.mode);
@@ -72,11 +68,11 @@ export async function treeFromCommit(repo: Repo, rev: string, opts: CommitTreeOp
       node.payload = Buffer.from(h.symlinkTarget);
       node.size = BigInt(node.payload.length);
     } else {
-      node.size = BigInt(h.size);
-      if (h.size > 0) {
+      node.size = BigInt(size);
+      if (size > 0) {
         node.payload = Buffer.from(payloadPathOf(e.checksum));
         regular.push({ node, checksum: e.checksum });
-        digests?.add(e.checksum, h.size);
+        digests?.add(e.checksum, size);
       }
     }
     parent.addChild(node);
