@@ -164,6 +164,13 @@ t.test('bare-user readFileHeader: whatever the direct read does not understand i
   const x = paths.get('/usr/share/xattr-file')!;
   execFileSync('setfattr', ['-x', 'user.ostreemeta', objPath(x)]);
   t.throws(() => repo.readFileHeader(x), new RegExp(x), 'missing metadata: libostree\'s error naming the object');
+
+  // A string that is not a checksum never becomes a path (libostree's load_file would read
+  // objects/../../outside.file, a file outside the repository that looks like an object).
+  writeFileSync(join(d, 'outside.file'), 'not an object');
+  execFileSync('setfattr', ['-n', 'user.ostreemeta', '-v', '0x00000000000000000000' + '81a4', join(d, 'outside.file')]);
+  t.throws(() => repo.readFileHeader('../../outside'), /"\.\.\/\.\.\/outside" is not a checksum/, 'readFileHeader refuses it');
+  t.throws(() => repo.readFile('../../outside'), /is not a checksum/, 'readFile refuses it');
 });
 
 async function caught(p: Promise<unknown>): Promise<Error | null> {

@@ -91,6 +91,14 @@ export interface WriteContentOptions {
 const SMALL_CONTENT = 1 << 20;
 const PATH_MAX = 4096;
 
+/**
+ * libostree's load_file builds the loose path from whatever string it is given, so "../../x"
+ * would read a file outside the repository: only a checksum names an object.
+ */
+function checksumArg(checksum: string): void {
+  if (!isChecksum(checksum)) throw new UsageError(`"${checksum}" is not a checksum`);
+}
+
 /** Up to `max` bytes from the start of a file. */
 function readPrefix(path: string, max: number): Buffer {
   const fd = openSync(path, 'r');
@@ -187,7 +195,7 @@ export class Repo {
 
   /** Raw bytes of a metadata object. */
   loadMetadataBytes(type: ObjectType, checksum: string): Buffer {
-    if (!isChecksum(checksum)) throw new UsageError(`"${checksum}" is not a checksum`);
+    checksumArg(checksum);
     return this.native.loadVariant(type, checksum);
   }
 
@@ -207,6 +215,7 @@ export class Repo {
 
   /** Open a content object: its header (uid, gid, mode, xattrs, symlink target) and payload. */
   readFile(checksum: string): FileObject {
+    checksumArg(checksum);
     const { info, xattrs, stream } = this.native.loadFile(checksum);
     const header = fileHeaderOf(info, xattrs, checksum);
     const isLink = info.type === 'symlink';
@@ -222,6 +231,7 @@ export class Repo {
    * understand goes to libostree, so the answer is always libostree's.
    */
   readFileHeader(checksum: string): { header: FileHeader; size: number } {
+    checksumArg(checksum);
     if (this.mode === 'bare-user') {
       const direct = this.bareUserHeader(checksum);
       if (direct) return direct;
