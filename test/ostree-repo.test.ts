@@ -171,6 +171,22 @@ t.test('bare-user readFileHeader: whatever the direct read does not understand i
   execFileSync('setfattr', ['-n', 'user.ostreemeta', '-v', '0x00000000000000000000' + '81a4', join(d, 'outside.file')]);
   t.throws(() => repo.readFileHeader('../../outside'), /"\.\.\/\.\.\/outside" is not a checksum/, 'readFileHeader refuses it');
   t.throws(() => repo.readFile('../../outside'), /is not a checksum/, 'readFile refuses it');
+  // The same for every method that names an object: with an outside.commit planted, libostree's
+  // has_object says yes and write_commit_detached_metadata would write ../../outside.commitmeta.
+  writeFileSync(join(d, 'outside.commit'), 'not a commit');
+  const bad = '../../outside';
+  const calls: Array<[string, () => unknown]> = [
+    ['hasObject', () => repo.hasObject(ObjectType.COMMIT, bad)],
+    ['loadMetadataBytes', () => repo.loadMetadataBytes(ObjectType.COMMIT, bad)],
+    ['openObjectStream', () => repo.openObjectStream(ObjectType.FILE, bad)],
+    ['readCommitMetaBytes', () => repo.readCommitMetaBytes(bad)],
+    ['writeCommitMeta', () => repo.writeCommitMeta(bad, serializeMetadata([]))],
+    ['reachableObjects', () => repo.reachableObjects(bad)],
+    ['fsckObject', () => repo.fsckObject(ObjectType.FILE, bad)],
+    ['loosePayloadPath', () => repo.loosePayloadPath(bad)],
+  ];
+  for (const [name, call] of calls) t.throws(call, /"\.\.\/\.\.\/outside" is not a checksum/, `${name} refuses it`);
+  t.notOk(existsSync(join(d, 'outside.commitmeta')), 'nothing written outside the repository');
 });
 
 async function caught(p: Promise<unknown>): Promise<Error | null> {

@@ -92,8 +92,9 @@ const SMALL_CONTENT = 1 << 20;
 const PATH_MAX = 4096;
 
 /**
- * libostree's load_file builds the loose path from whatever string it is given, so "../../x"
- * would read a file outside the repository: only a checksum names an object.
+ * libostree builds an object's path from whatever string it is given (load_file, has_object,
+ * read_commit_detached_metadata, …), so "../../x" would reach a file outside the repository:
+ * every Repo method that takes an object name accepts only a checksum.
  */
 function checksumArg(checksum: string): void {
   if (!isChecksum(checksum)) throw new UsageError(`"${checksum}" is not a checksum`);
@@ -167,6 +168,7 @@ export class Repo {
 
   /** The loose file holding a regular file's payload (see `loosePayloads`), or null. */
   loosePayloadPath(checksum: string): string | null {
+    checksumArg(checksum);
     return this.loosePayloads ? join(this.path, 'objects', checksum.slice(0, 2), `${checksum.slice(2)}.file`) : null;
   }
 
@@ -190,6 +192,7 @@ export class Repo {
   }
 
   hasObject(type: ObjectType, checksum: string): boolean {
+    checksumArg(checksum);
     return this.native.hasObject(type, checksum);
   }
 
@@ -274,6 +277,7 @@ export class Repo {
 
   /** The canonical content object stream (header + payload, uncompressed) with its length. */
   openObjectStream(type: ObjectType, checksum: string): { stream: NativeInputStream; size: number } {
+    checksumArg(checksum);
     return this.native.loadObjectStream(type, checksum);
   }
 
@@ -287,6 +291,7 @@ export class Repo {
 
   /** Detached metadata bytes, or null when there is none. */
   readCommitMetaBytes(checksum: string): Buffer | null {
+    checksumArg(checksum);
     return this.native.readCommitDetachedMetadata(checksum);
   }
 
@@ -297,6 +302,7 @@ export class Repo {
 
   /** Replace a commit's detached metadata (validated as normal-form `a{sv}` first). */
   writeCommitMeta(checksum: string, bytes: Buffer): void {
+    checksumArg(checksum);
     parseMetadata(bytes, `commitmeta for ${checksum}`);
     if (!this.hasObject(ObjectType.COMMIT, checksum)) {
       throw new UsageError(`cannot write commitmeta: commit ${checksum} is not in ${this.path}`);
@@ -342,6 +348,7 @@ export class Repo {
    * earlier, interrupted import goes away when this transaction commits.
    */
   markPartial(checksum: string): void {
+    checksumArg(checksum);
     if (!this.inTransaction) throw new OstreeOciError(`markPartial(${checksum}) outside a transaction on ${this.path}`);
     const dir = join(this.path, 'state');
     const file = join(dir, `${checksum}.commitpartial`);
@@ -438,6 +445,7 @@ export class Repo {
 
   /** Every object reachable from a commit, as libostree's traversal finds it. */
   reachableObjects(commit: string, maxDepth = 0): Array<{ checksum: string; type: ObjectType }> {
+    checksumArg(commit);
     return this.native.traverseCommit(commit, maxDepth);
   }
 
@@ -463,6 +471,7 @@ export class Repo {
 
   /** Re-hash and structure-check a stored object with libostree (throws on corruption). */
   fsckObject(type: ObjectType, checksum: string): void {
+    checksumArg(checksum);
     this.native.fsckObject(type, checksum);
   }
 }
