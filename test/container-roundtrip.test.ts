@@ -137,3 +137,25 @@ t.test('re-import into a repository that has the objects; a corrupted stored cop
   t.ok(readdirSync(join(dst, 'objects')).length > 0);
   t.ok(Repo.open(dst).hasObject(ObjectType.COMMIT, s.commit));
 });
+
+t.test('the layer tar does not depend on the source repository mode (bare-user, bare, archive)', async (t) => {
+  const d = tmp(t);
+  const s = makeSampleRepo(d, { bigFileMiB: 2 });
+  const diffIds = new Map<string, string[]>();
+  for (const mode of ['bare-user', 'bare', 'archive']) {
+    let repo = s.repo;
+    if (mode !== 'bare-user') {
+      // Exported through different code: libostree's load_file (bare: header only, payload read
+      // from the loose file; archive: header and decompressed payload stream).
+      repo = join(d, `src-${mode}`);
+      ostreeInit(repo, mode);
+      execFileSync('ostree', ['pull-local', `--repo=${repo}`, s.repo, s.commit]);
+    }
+    const enc = cli(['encapsulate', '--repo', repo, s.commit, `oci:${join(d, `img-${mode}`)}:v1`, '--max-layers', '3', '--json']);
+    t.equal(enc.status, 0, enc.stderr);
+    diffIds.set(mode, (JSON.parse(enc.stdout) as { layers: Array<{ diffId: string }> }).layers.map((l) => l.diffId));
+  }
+  t.ok(diffIds.get('bare-user')!.length > 2, 'several layers');
+  t.same(diffIds.get('bare'), diffIds.get('bare-user'), 'bare: identical layer tars');
+  t.same(diffIds.get('archive'), diffIds.get('bare-user'), 'archive: identical layer tars');
+});

@@ -27,6 +27,7 @@ import { OstreeOciError } from '../errors.js';
 import {
   parseDirMeta,
   parseDirTree,
+  serializeXattrs,
   type DirMeta,
   type FileHeader,
 } from '../gvariant/ostree-types.js';
@@ -55,8 +56,24 @@ interface ContentObject {
 /** Files up to this size are read synchronously into memory; bigger ones are streamed. */
 const SMALL_FILE = 1 << 20;
 
-/** Open a content object through libostree (header, xattrs bytes, payload). */
+/**
+ * Open a content object (header, xattrs bytes, payload). Loose payloads (bare modes) are read with
+ * plain file I/O after a header-only read; other modes go through libostree's stream.
+ */
 export function loadContentObject(repo: Repo, checksum: string): ContentObject {
+  const path = repo.loosePayloadPath(checksum);
+  if (path) {
+    const { header, size } = repo.readFileHeader(checksum);
+    // readFileHeader's parse is strict (normal form), so this re-serialization is byte-identical
+    // to the stored `a(ayay)` that libostree hands out.
+    const xattrsBytes = serializeXattrs(header.xattrs);
+    if ((header.mode & S_IFMT) !== S_IFREG) return { header, xattrsBytes, size: 0, data: null };
+    // Plain file I/O rather than a GInputStream read 64 KiB per FFI call.
+    if (size > SMALL_FILE) return { header, xattrsBytes, size, data: createReadStream(path) };
+    const buf = size ? readFileSync(path) : Buffer.alloc(0);
+    if (buf.length !== size) throw new OstreeOciError(`file object ${checksum}: read ${buf.length} bytes, expected ${size}`);
+    return { header, xattrsBytes, size, data: buf };
+  }
   const { info, xattrs, stream } = repo.native.loadFile(checksum);
   const header = fileHeaderOf(info, xattrs, checksum);
   if (info.type === 'symlink') {
@@ -64,15 +81,6 @@ export function loadContentObject(repo: Repo, checksum: string): ContentObject {
     return { header, xattrsBytes: xattrs, size: 0, data: null };
   }
   if (!stream) throw new OstreeOciError(`file object ${checksum}: regular file without content stream`);
-  const path = repo.loosePayloadPath(checksum);
-  if (path) {
-    // Plain file I/O rather than a GInputStream read 64 KiB per FFI call.
-    stream.close();
-    if (info.size > SMALL_FILE) return { header, xattrsBytes: xattrs, size: info.size, data: createReadStream(path) };
-    const buf = info.size ? readFileSync(path) : Buffer.alloc(0);
-    if (buf.length !== info.size) throw new OstreeOciError(`file object ${checksum}: read ${buf.length} bytes, expected ${info.size}`);
-    return { header, xattrsBytes: xattrs, size: info.size, data: buf };
-  }
   if (info.size > SMALL_FILE) return { header, xattrsBytes: xattrs, size: info.size, data: stream.toReadable() };
   try {
     const buf = Buffer.allocUnsafe(info.size);
@@ -193,7 +201,9 @@ export class OstreeTarWriter {
    */
   async appendContent(checksum: string): Promise<{ objPath: string; h: Header }> {
     const objPath = objectPath('file', checksum);
-    const obj = loadContentObject(this.repo, checksum);
+    // A hardlink to an object already in the stream needs only its header, not its payload.
+    const written = this.wroteContent.has(checksum);
+    const obj: ContentObject = written ? { ...this.repo.readFileHeader(checksum), xattrsBytes: Buffer.alloc(0), data: null } : loadContentObject(this.repo, checksum);
     const h = Header.gnu();
     h.setUid(obj.header.uid);
     h.setGid(obj.header.gid);
@@ -206,10 +216,7 @@ export class OstreeTarWriter {
       h.setEntryType(EntryType.Symlink);
       h.setSize(0);
     }
-    if (this.wroteContent.has(checksum)) {
-      if (obj.data && !Buffer.isBuffer(obj.data)) obj.data.destroy();
-      return { objPath, h };
-    }
+    if (written) return { objPath, h };
     this.wroteContent.add(checksum);
     this.counts.file++;
     this.counts.bytes += obj.size;
