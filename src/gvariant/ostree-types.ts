@@ -212,14 +212,19 @@ export function serializeDirTree(t: DirTree): Buffer {
 
 // --- dirmeta --------------------------------------------------------------------------------
 
-export function parseDirMeta(data: Buffer, what = 'dirmeta'): DirMeta {
+/** `(uuua(ayay))` with big-endian uid/gid/mode: a dirmeta, or a bare-user `user.ostreemeta`. */
+function decodeOwnerModeXattrs(data: Buffer, what: string): DirMeta {
   const [uid, gid, mode, xattrs] = decode(DIRMETA_TYPE, data, what) as GValue[];
-  const m: DirMeta = {
+  return {
     uid: bswap32(uid as number),
     gid: bswap32(gid as number),
     mode: bswap32(mode as number),
     xattrs: parseXattrs(xattrs!, what),
   };
+}
+
+export function parseDirMeta(data: Buffer, what = 'dirmeta'): DirMeta {
+  const m = decodeOwnerModeXattrs(data, what);
   if ((m.mode & 0o170000) !== 0o040000) throw new GVariantError(`${what}: mode 0${m.mode.toString(8)} is not a directory`);
   if (m.mode & ~MODE_ALLOWED) throw new GVariantError(`${what}: invalid mode bits 0${m.mode.toString(8)}`);
   return m;
@@ -242,9 +247,7 @@ export function parseFileHeader(data: Buffer, what = 'file header'): FileHeader 
     symlinkTarget: target as string,
     xattrs: parseXattrs(xattrs!, what),
   };
-  const type = h.mode & 0o170000;
-  if (type !== 0o100000 && type !== 0o120000) throw new GVariantError(`${what}: mode 0${h.mode.toString(8)} is neither a regular file nor a symlink`);
-  if (h.mode & ~MODE_ALLOWED) throw new GVariantError(`${what}: invalid mode bits 0${h.mode.toString(8)}`);
+  const type = checkContentMode(h.mode, what);
   if (h.rdev !== 0) throw new GVariantError(`${what}: invalid rdev ${h.rdev}`);
   if (type === 0o120000 && h.symlinkTarget === '') throw new GVariantError(`${what}: symlink with an empty target`);
   if (type === 0o100000 && h.symlinkTarget !== '') throw new GVariantError(`${what}: regular file with a symlink target`);
@@ -257,25 +260,22 @@ export function parseFileHeader(data: Buffer, what = 'file header'): FileHeader 
  * whose target is still to be read from the object's content.
  */
 export function parseBareUserMeta(data: Buffer, what = 'user.ostreemeta'): FileHeader {
-  let h: FileHeader;
-  if (data.length === 12) {
-    // Three fixed u32 and an empty array (zero bytes): the common case, read without the codec.
-    h = { uid: data.readUInt32BE(0), gid: data.readUInt32BE(4), mode: data.readUInt32BE(8), rdev: 0, symlinkTarget: '', xattrs: [] };
-  } else {
-    const [uid, gid, mode, xattrs] = decode(DIRMETA_TYPE, data, what) as GValue[];
-    h = {
-      uid: bswap32(uid as number),
-      gid: bswap32(gid as number),
-      mode: bswap32(mode as number),
-      rdev: 0,
-      symlinkTarget: '',
-      xattrs: parseXattrs(xattrs!, what),
-    };
-  }
-  const type = h.mode & 0o170000;
-  if (type !== 0o100000 && type !== 0o120000) throw new GVariantError(`${what}: mode 0${h.mode.toString(8)} is neither a regular file nor a symlink`);
-  if (h.mode & ~MODE_ALLOWED) throw new GVariantError(`${what}: invalid mode bits 0${h.mode.toString(8)}`);
+  // Three fixed u32 and an empty array (zero bytes) is the common case, read without the codec.
+  const m =
+    data.length === 12
+      ? { uid: data.readUInt32BE(0), gid: data.readUInt32BE(4), mode: data.readUInt32BE(8), xattrs: [] }
+      : decodeOwnerModeXattrs(data, what);
+  const h: FileHeader = { uid: m.uid, gid: m.gid, mode: m.mode, rdev: 0, symlinkTarget: '', xattrs: m.xattrs };
+  checkContentMode(h.mode, what);
   return h;
+}
+
+/** A content object's mode: a regular file or symlink with only allowed bits; returns its type. */
+function checkContentMode(mode: number, what: string): number {
+  const type = mode & 0o170000;
+  if (type !== 0o100000 && type !== 0o120000) throw new GVariantError(`${what}: mode 0${mode.toString(8)} is neither a regular file nor a symlink`);
+  if (mode & ~MODE_ALLOWED) throw new GVariantError(`${what}: invalid mode bits 0${mode.toString(8)}`);
+  return type;
 }
 
 export function serializeFileHeader(h: FileHeader): Buffer {
