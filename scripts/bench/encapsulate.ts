@@ -22,7 +22,7 @@
  * A fourth row is the write floor of unencapsulate: the commit's objects written into a fresh
  * bare-user repository through libostree's verifying writes (`ostree_repo_write_content` with the
  * expected checksum, several at once on libuv threads, as the importer does; metadata with
- * `write_metadata`) straight from memory — no layer, no tar, no hashing in JavaScript. The issue
+ * `write_metadata`) straight from memory — no layer, no tar, no content hashed in JavaScript. The issue
  * requires these writes, so no importer can be faster than this row.
  */
 import { execFileSync } from 'node:child_process';
@@ -30,7 +30,6 @@ import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { openImage } from '../../src/oci/image.js';
 import { ObjectType, Repo } from '../../src/ostree/repo.js';
-import { contentPrefix } from '../../src/ostree/checksum.js';
 import { ensureBookwormRepo, ensureBookwormTar } from '../lib/bookworm-rootfs.js';
 import { measure, sha256Throughput, type BenchContext, type BenchModule, type BenchRow, type Measurement } from './lib.js';
 
@@ -124,10 +123,15 @@ async function libostreeWriteFloor(
         metadata.push([o.type, o.checksum, source.loadMetadataBytes(o.type, o.checksum)]);
         continue;
       }
-      const f = source.readFile(o.checksum);
-      const parts: Buffer[] = [contentPrefix(f.header)];
-      if (f.stream) for await (const c of f.stream) parts.push(c as Buffer);
-      content.push([o.checksum, Buffer.concat(parts)]);
+      // The canonical content stream (header + payload) is what write_content takes.
+      const { stream, size } = source.openObjectStream(ObjectType.FILE, o.checksum);
+      try {
+        const bytes = Buffer.allocUnsafe(size);
+        if (stream.read(bytes) !== size) throw new Error(`write floor: short read of ${o.checksum}`);
+        content.push([o.checksum, bytes]);
+      } finally {
+        stream.close();
+      }
     }
   } finally {
     source.close();
