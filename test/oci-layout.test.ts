@@ -374,3 +374,31 @@ t.test('zstd runs in worker threads: event loop stays live, concurrent streams s
     t.ok(execFileSync('zstd', ['-dc'], { input: concurrent[i]!, maxBuffer: 64 << 20 }).equals(b), `stream ${i}: zstd(1) decompresses it`);
   }
 });
+
+t.test('zstd streams with digests: diffid and blob digest equal sha256 of input and output, streams concurrent', async (t) => {
+  const { ZstdWorkerCompressStream } = await import('../src/oci/index.js');
+  const { pipeline } = await import('node:stream/promises');
+  const { Writable } = await import('node:stream');
+  const { createHash } = await import('node:crypto');
+  const MiB = 1 << 20;
+  // Empty, below one batch, exactly two batches, and uneven multi-batch inputs, all at once, so
+  // that input hashes of several streams interleave on the pool's workers.
+  const sizes = [0, 1000, 2 * MiB, 3 * MiB + 17, 5 * MiB - 1];
+  const inputs = sizes.map((n, i) => pseudoRandom(n, 70 + i));
+  const results = await Promise.all(
+    inputs.map(async (b, i) => {
+      const z = new ZstdWorkerCompressStream(3, { hash: true });
+      const out: Buffer[] = [];
+      await pipeline(streamOf(b, 4096 + i * 1000), z, new Writable({ write(c, _e, cb) { out.push(c); cb(); } }));
+      return { out: Buffer.concat(out), digests: z.digests };
+    }),
+  );
+  const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+  for (const [i, b] of inputs.entries()) {
+    const { out, digests } = results[i]!;
+    t.equal(digests.uncompressedDigest, sha(b), `stream ${i} (${b.length} bytes): input digest`);
+    t.equal(digests.uncompressedSize, b.length, `stream ${i}: input size`);
+    t.equal(digests.digest, sha(out), `stream ${i}: output digest`);
+    t.equal(digests.size, out.length, `stream ${i}: output size`);
+  }
+});
