@@ -5,6 +5,7 @@ import { UsageError } from '../src/errors.js';
 import {
   BlobNotFoundError,
   createImageWriter,
+  DiffIdCheck,
   DiffIdMismatchError,
   ImageNotFoundError,
   LayerDecompressError,
@@ -16,6 +17,7 @@ import {
   openImage,
   parseImageReference,
   UnsupportedMediaTypeError,
+  VerifyStream,
   type ImageManifest,
   type LayerOptions,
 } from '../src/oci/index.js';
@@ -23,13 +25,16 @@ import { collect, makeTar, pseudoRandom, streamOf, tempDir } from './oci-helpers
 
 const CONFIG = { architecture: 'amd64', os: 'linux' };
 
-/** A layout with tag `good`: layer 0 gzip (small), layer 1 uncompressed (3 MiB), layer 2 zstd. */
+/**
+ * A layout with tag `good`: layer 0 gzip (small), layer 1 uncompressed (5 MiB: over
+ * OFF_THREAD_HASH_MIN, so its digests are checked on a worker thread), layer 2 zstd.
+ */
 async function fixture(t: Parameters<typeof tempDir>[0]) {
   const dir = await tempDir(t);
   const layout = join(dir, 'img');
   const tars = [
     await makeTar([{ name: 'a', type: 'file', content: 'alpha' }]),
-    await makeTar([{ name: 'big', type: 'file', content: pseudoRandom(3 << 20, 5) }]),
+    await makeTar([{ name: 'big', type: 'file', content: pseudoRandom(5 << 20, 5) }]),
     await makeTar([{ name: 'z', type: 'file', content: 'zeta'.repeat(100) }]),
   ];
   const opts: LayerOptions[] = [{ compression: 'gzip' }, { compression: 'none' }, { compression: 'zstd' }];
@@ -178,6 +183,19 @@ t.test('diffid mismatch names the layer index and both digests', async (t) => {
   t.equal(err!.expected, bogus);
   t.equal(err!.actual, img0.diffIds[2]);
   t.match(err!.message, `layer 2 (${f.res.manifest.layers[2]!.digest}): diffid mismatch: config rootfs.diff_ids[2] is ${bogus}, uncompressed tar hashes to ${img0.diffIds[2]}`);
+  // the same for the large layer 1, whose diffid is hashed on a worker thread
+  const config1 = structuredClone(img0.config);
+  config1.rootfs.diff_ids[1] = bogus;
+  const c1 = await lw.addJson(config1, MediaType.OciConfig);
+  await f.retag('baddiff1', (m) => {
+    m.config = c1;
+  });
+  await t.rejects(collect((await openImage(`oci:${f.layout}:baddiff1`)).openLayer(1)), {
+    constructor: DiffIdMismatchError,
+    layerIndex: 1,
+    expected: bogus,
+    actual: img0.diffIds[1],
+  });
   // a config whose diff_ids count differs from the layers
   config.rootfs.diff_ids.pop();
   const c2 = await lw.addJson(config, MediaType.OciConfig);
@@ -242,4 +260,31 @@ t.test('malformed JSON and archives', async (t) => {
   const { stat } = await import('node:fs/promises');
   await truncate(archive, (await stat(archive)).size - 100_000);
   await t.rejects(openImage(`oci-archive:${archive}`), { constructor: OciFormatError, message: /tar .*a\.tar header at offset \d+: entry data runs past end of file \(truncated archive\)|truncated/ });
+});
+
+t.test('verifying streams give the same verdicts hashing on this thread and on a worker', async (t) => {
+  const { pipeline } = await import('node:stream/promises');
+  const { createHash } = await import('node:crypto');
+  const data = pseudoRandom((3 << 20) + 12345, 9);
+  const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  const other = `sha256:${'cd'.repeat(32)}`;
+  const run = async (stage: VerifyStream | DiffIdCheck, input: Buffer) => {
+    const out: Buffer[] = [];
+    await pipeline(streamOf(input, 100_000), stage, async function* (src) {
+      for await (const c of src) out.push(c as Buffer);
+    });
+    return Buffer.concat(out);
+  };
+  for (const offThread of [false, true]) {
+    const how = offThread ? 'worker' : 'this thread';
+    t.ok((await run(new VerifyStream({ digest, size: data.length }, 'blob x', { offThread }), data)).equals(data), `${how}: good blob passes unchanged`);
+    t.ok((await run(new DiffIdCheck(0, 'sha256:l', digest, { offThread }), data)).equals(data), `${how}: good diffid passes unchanged`);
+    await t.rejects(run(new VerifyStream({ digest: other, size: data.length }, 'blob x', { offThread }), data), { constructor: OciDigestError, expected: other, actual: digest }, `${how}: digest mismatch`);
+    await t.rejects(run(new VerifyStream({ digest, size: data.length }, 'blob x', { offThread }), data.subarray(1)), { constructor: OciSizeError, overLong: false }, `${how}: short blob`);
+    await t.rejects(run(new VerifyStream({ digest, size: data.length - 1 }, 'blob x', { offThread }), data), { constructor: OciSizeError, overLong: true }, `${how}: over-long blob`);
+    await t.rejects(run(new DiffIdCheck(3, 'sha256:l', other, { offThread }), data), { constructor: DiffIdMismatchError, layerIndex: 3, expected: other, actual: digest }, `${how}: diffid mismatch`);
+    const flipped = Buffer.from(data);
+    flipped[flipped.length - 1]! ^= 1;
+    await t.rejects(run(new DiffIdCheck(0, 'sha256:l', digest, { offThread }), flipped), DiffIdMismatchError, `${how}: last byte changed`);
+  }
 });

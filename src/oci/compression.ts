@@ -376,3 +376,79 @@ export class ZstdWorkerCompressStream extends Transform {
     cb(err);
   }
 }
+
+/**
+ * sha256 computed on a pool worker, for streams large enough that hashing on the calling thread
+ * would make it the bottleneck (an image layer's blob digest and diffid while the importer parses
+ * and re-checksums objects). Bytes are copied into 1 MiB batches and moved to the worker; the
+ * batch buffers come back for reuse.
+ */
+export class WorkerSha256 {
+  private w: PoolWorker | undefined;
+  private readonly id = ++nextStreamId;
+  private batch: Uint8Array | undefined;
+  private fill = 0;
+  private readonly inFlight: Promise<Reply>[] = [];
+  private readonly spare: ArrayBuffer[] = [];
+  private done = false;
+
+  /**
+   * Add bytes. Returns a promise when MAX_IN_FLIGHT batches are already with the worker: the
+   * caller should wait for it before adding more (back-pressure), else undefined.
+   */
+  update(chunk: Uint8Array): Promise<void> | undefined {
+    let off = 0;
+    while (off < chunk.length) {
+      this.batch ??= new Uint8Array(this.spare.pop() ?? new ArrayBuffer(BATCH));
+      const k = Math.min(BATCH - this.fill, chunk.length - off);
+      this.batch.set(chunk.subarray(off, off + k), this.fill);
+      this.fill += k;
+      off += k;
+      if (this.fill === BATCH) this.post(false);
+    }
+    if (this.inFlight.length < MAX_IN_FLIGHT) return undefined;
+    return (async () => {
+      while (this.inFlight.length >= MAX_IN_FLIGHT) await this.inFlight.shift();
+    })();
+  }
+
+  /** `sha256:<hex>` and size of everything added; ends this hash. */
+  async digest(): Promise<{ digest: string; size: number }> {
+    const last = this.post(true);
+    try {
+      await Promise.all(this.inFlight);
+      const r = await last;
+      return { digest: `sha256:${r.hash!.digest}`, size: r.hash!.size };
+    } finally {
+      this.release();
+    }
+  }
+
+  /** Abandon the hash (the stream it follows failed or was destroyed). */
+  close(): void {
+    if (this.done || !this.w) return;
+    this.release();
+    this.w.request({ op: 'free', stream: this.id }).catch(() => {});
+  }
+
+  /** The worker, taken from the pool on first use (a stream never read costs no thread). */
+  private get worker(): PoolWorker {
+    return (this.w ??= acquireWorker());
+  }
+
+  private post(end: boolean): Promise<Reply> {
+    const data = this.batch ? this.batch.subarray(0, this.fill) : new Uint8Array(0);
+    this.batch = undefined;
+    this.fill = 0;
+    const r = this.worker.request({ op: 'hash', stream: this.id, data, end }, data.byteLength ? [data.buffer as ArrayBuffer] : []);
+    r.then((x) => x.data && x.data.buffer.byteLength === BATCH && this.spare.push(x.data.buffer as ArrayBuffer)).catch(() => {});
+    this.inFlight.push(r);
+    return r;
+  }
+
+  private release(): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.w) this.w.streams--;
+  }
+}

@@ -3,6 +3,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import { WorkerSha256 } from './compression.js';
 import { DiffIdMismatchError, OciDigestError, OciSizeError } from './errors.js';
 
 export const sha256Digest = (data: Uint8Array | string): string =>
@@ -47,20 +48,64 @@ export interface Expected {
 }
 
 /**
+ * Where a verifying stream hashes: on the calling thread, or (for large layers, so the consumer's
+ * own work is not slowed by it) on a worker (WorkerSha256).
+ */
+interface StreamHash {
+  /** A promise when the caller must wait before adding more (back-pressure). */
+  update(chunk: Buffer): Promise<void> | undefined;
+  digest(): Promise<string>;
+  close(): void;
+}
+
+function streamHash(offThread: boolean): StreamHash {
+  if (offThread) {
+    const w = new WorkerSha256();
+    return { update: (c) => w.update(c), digest: async () => (await w.digest()).digest, close: () => w.close() };
+  }
+  const h = createHash('sha256');
+  return {
+    update: (c) => void h.update(c),
+    digest: async () => `sha256:${h.digest('hex')}`,
+    close: () => {},
+  };
+}
+
+/** Blobs and layers from this size on are hashed off the calling thread. */
+export const OFF_THREAD_HASH_MIN = 4 << 20;
+
+/** Options of the verifying streams. */
+export interface VerifyOptions {
+  /**
+   * Hash on a worker thread (worth it for streams of several MiB). VerifyStream's default: when the
+   * expected size is at least OFF_THREAD_HASH_MIN.
+   */
+  offThread?: boolean;
+}
+
+/** Pass `chunk` on once `pending` (back-pressure of the hash) is settled. */
+function passOn(pending: Promise<void> | undefined, chunk: Buffer, cb: TransformCallback): void {
+  if (pending) pending.then(() => cb(null, chunk), cb);
+  else cb(null, chunk);
+}
+
+/**
  * Pass-through that checks the bytes against an expected digest (and size). An over-long input
  * errors as soon as it exceeds the size; a short input or a digest mismatch errors at end of
  * stream, *instead of* 'end', so a consumer that reads to the end never mistakes bad data for
  * good. `what` names the blob in error messages (e.g. `layer 2 blob sha256:…`).
  */
 export class VerifyStream extends Transform {
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash: StreamHash;
   private count = 0;
 
   constructor(
     readonly expected: Expected,
     readonly what: string,
+    opts: VerifyOptions = {},
   ) {
     super();
+    this.hash = streamHash(opts.offThread ?? (expected.size ?? 0) >= OFF_THREAD_HASH_MIN);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -70,8 +115,7 @@ export class VerifyStream extends Transform {
       cb(new OciSizeError(this.what, size, this.count, true));
       return;
     }
-    this.hash.update(chunk);
-    cb(null, chunk);
+    passOn(this.hash.update(chunk), chunk, cb);
   }
 
   override _flush(cb: TransformCallback): void {
@@ -80,31 +124,38 @@ export class VerifyStream extends Transform {
       cb(new OciSizeError(this.what, size, this.count, false));
       return;
     }
-    const actual = `sha256:${this.hash.digest('hex')}`;
-    if (actual !== this.expected.digest) {
-      cb(new OciDigestError(this.what, this.expected.digest, actual));
-      return;
-    }
-    cb();
+    this.hash.digest().then((actual) => cb(actual === this.expected.digest ? null : new OciDigestError(this.what, this.expected.digest, actual)), cb);
+  }
+
+  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
+    this.hash.close();
+    cb(err);
   }
 }
 
 /** Checks the uncompressed bytes of layer i against its diffid (`rootfs.diff_ids[i]`). */
 export class DiffIdCheck extends Transform {
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash: StreamHash;
   constructor(
     private readonly index: number,
     private readonly layerDigest: string,
     private readonly expected: string,
+    opts: VerifyOptions = {},
   ) {
     super();
+    this.hash = streamHash(opts.offThread === true);
   }
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    cb(null, chunk);
+    passOn(this.hash.update(chunk), chunk, cb);
   }
   override _flush(cb: TransformCallback): void {
-    const actual = `sha256:${this.hash.digest('hex')}`;
-    cb(actual === this.expected ? null : new DiffIdMismatchError(this.index, this.layerDigest, this.expected, actual));
+    this.hash.digest().then(
+      (actual) => cb(actual === this.expected ? null : new DiffIdMismatchError(this.index, this.layerDigest, this.expected, actual)),
+      cb,
+    );
+  }
+  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
+    this.hash.close();
+    cb(err);
   }
 }

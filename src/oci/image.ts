@@ -16,7 +16,7 @@ import { resolveLimits, type ImportLimits } from '../limits.js';
 import { DecompressedSizeLimit } from './limit-stream.js';
 import { packLayoutToArchive } from './archive.js';
 import { decompressionStage } from './compression.js';
-import { DiffIdCheck, sha256Digest, VerifyStream } from './digest.js';
+import { DiffIdCheck, OFF_THREAD_HASH_MIN, sha256Digest, VerifyStream } from './digest.js';
 import {
   ImageNotFoundError,
   LayerDecompressError,
@@ -258,7 +258,9 @@ class OpenedImage implements OciImage {
     const stages: Transform[] = [new VerifyStream({ digest: d.digest, size: d.size }, what)];
     const dec = decompressionStage(comp);
     if (dec) stages.push(dec, new DecompressedSizeLimit(limits, d.size, where));
-    stages.push(new DiffIdCheck(i, d.digest, this.diffIds[i]!));
+    // Large layers are hashed (blob digest and diffid) on worker threads: the consumer, e.g. the
+    // importer re-checksumming every object, is busy enough on this one.
+    stages.push(new DiffIdCheck(i, d.digest, this.diffIds[i]!, { offThread: d.size >= OFF_THREAD_HASH_MIN }));
     return chain(this.source.openRaw(d.digest), stages, (e) =>
       e instanceof OstreeOciError
         ? e

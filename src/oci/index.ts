@@ -45,7 +45,7 @@ export {
   type Transport,
 } from './ref.js';
 export { canonicalJson, canonicalJsonBytes } from './canonical-json.js';
-export { sha256Digest, digestHex, HashCounter, VerifyStream, type Expected } from './digest.js';
+export { sha256Digest, digestHex, HashCounter, VerifyStream, DiffIdCheck, OFF_THREAD_HASH_MIN, type Expected, type VerifyOptions } from './digest.js';
 export {
   compressionStages,
   decompressionStage,

@@ -26,7 +26,7 @@ import {
   type ImageReference,
   type OpenImageOptions,
 } from '../oci/index.js';
-import { DiffIdCheck } from '../oci/digest.js';
+import { DiffIdCheck, OFF_THREAD_HASH_MIN } from '../oci/digest.js';
 import { chain, contextError } from '../oci/stream-util.js';
 import { openRegistryImage } from './registry.js';
 import { LimitError, resolveLimits, type ImportLimits } from '../limits.js';
@@ -115,7 +115,7 @@ export function openLayerTar(img: StoreImage, i: number, counter?: ByteCounter, 
   const dec = decompressionStage(comp);
   // Decompression bombs: at most limits.maxLayerRatio × the blob size comes out (src/limits.ts).
   if (dec) stages.push(dec, new DecompressedSizeLimit(resolveLimits(limits), d.size, where));
-  stages.push(new DiffIdCheck(i, d.digest, img.diffIds[i]!));
+  stages.push(new DiffIdCheck(i, d.digest, img.diffIds[i]!, { offThread: d.size >= OFF_THREAD_HASH_MIN }));
   return chain(img.openLayerCompressed(i), stages, (e) =>
     e instanceof LimitError
       ? e
