@@ -49,11 +49,14 @@ export const MAX_METADATA_SIZE = DEFAULT_LIMITS.maxMetadataSize;
 /** Content up to this size is read into memory before the write; bigger objects stream. */
 const SMALL_CONTENT = 1 << 20;
 /**
- * libostree content writes in flight at once. They run on libuv threadpool threads (koffi async)
- * reading from a pipe that the JS side fills through fs writes, which need a threadpool thread
- * too, so this must stay below the pool size (4) or the pipes could never be filled.
+ * Small-object libostree writes in flight at once, each from memory on a libuv threadpool thread
+ * (koffi async); 3–4 wrote the minbase's objects faster than 2 here. A large object is written
+ * from a pipe that this thread fills through fs writes, which need a pool thread too; it starts
+ * only once at most one small write is left. Small writes never wait on this thread, so only the
+ * large write's pool thread ever does, and the fs writes that fill its pipe (and the layer's reads,
+ * and gzip) always find a free one.
  */
-const MAX_INFLIGHT_WRITES = 2;
+const MAX_INFLIGHT_WRITES = 3;
 const SELINUX = 'security.selinux';
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
