@@ -462,6 +462,32 @@ export class NativeRepo {
   }
 
   /**
+   * writeMetadata on a libuv worker thread (libostree hashes, validates and verifies it there), so
+   * the calling thread goes on meanwhile. The bytes are copied first: `data` may be reused as soon
+   * as this returns.
+   */
+  writeMetadataInBackground(type: ObjectType, expected: string | null, data: Buffer): Promise<string> {
+    const gtype = GVARIANT_TYPE_OF[type];
+    if (!gtype) throw new Error(`not a metadata object type: ${type}`);
+    const what = `write ${OBJECT_TYPE_NAMES[type]} ${expected ?? ''}`.trimEnd();
+    const v = newVariant(gtype, data);
+    const out: Out<Ptr> = [null];
+    const err: Out<Ptr> = [null];
+    return new Promise<string>((resolve, reject) => {
+      F.ostree_repo_write_metadata.async(this.self, type, expected, v, out, null, err, (e: unknown, ok: number) => {
+        F.g_variant_unref(v);
+        try {
+          if (e) throw e;
+          check(ok, err, what);
+          resolve(takeHexChecksum(out[0]!));
+        } catch (x) {
+          reject(x);
+        }
+      });
+    });
+  }
+
+  /**
    * Write a content object from its object stream (BE32 header length, padding, header, payload).
    * Always passes out_csum so libostree re-hashes and rejects a mismatch with `expected`.
    * Small objects go through a memory stream; large ones stream through a pipe while the write

@@ -272,3 +272,40 @@ t.test('commit verification options and image labels', async (t) => {
   writeConfigAndManifest(derived, v3);
   expectRejected(t, `oci:${derived}`, /image has 1 non-ostree layers/);
 });
+
+t.test('a repository that runs out of room mid-import: libostree write error, nothing left behind', async (t) => {
+  // A tmpfs with few inodes fails object creation (ENOSPC) after some objects, in whichever
+  // libostree write comes next: metadata and small files are written on libuv threads, so this
+  // checks that their errors reach the user with the object named and abort the transaction.
+  const mnt = join(root, 'tiny');
+  execFileSync('mkdir', ['-p', mnt]);
+  let mounted = false;
+  t.teardown(() => {
+    if (mounted) execFileSync('umount', [mnt]);
+  });
+  for (const inodes of [40, 55, 70]) {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=16m,nr_inodes=${inodes}`, 'tmpfs', mnt]);
+    mounted = true;
+    const dst = join(mnt, 'repo');
+    ostreeInit(dst, 'bare-user');
+    try {
+      execFileSync('setfattr', ['-n', 'user.probe', '-v', '1', join(dst, 'config')]);
+    } catch {
+      t.skip(`this kernel's tmpfs has no user.* xattrs (needs Linux ≥ 6.6), which bare-user repositories need`);
+      return;
+    }
+    const r = cli(['unencapsulate', '--repo', dst, `oci:${single}`, '--ref', 'imported']);
+    t.not(r.status, 0, `${inodes} inodes: exit status ≠ 0`);
+    t.match(
+      r.stderr,
+      /layer 0 \(sha256:[0-9a-f]{64}\) of oci:.*: sysroot\/ostree\/repo\/objects\/[0-9a-f]{2}\/[0-9a-f]{62}\.(file|dirtree|dirmeta): write (file|dirtree|dirmeta) [0-9a-f]{64}: .*No space left on device/,
+      `${inodes} inodes: the error names the object and the cause`,
+    );
+    t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    t.equal(execFileSync('ostree', ['refs', `--repo=${dst}`], { encoding: 'utf8' }), '', 'no ref written');
+    t.equal(countObjects(dst), 0, 'no objects left behind');
+    t.match(ostreeFsck(dst), /completed successfully|no errors/, 'ostree fsck clean');
+    execFileSync('umount', [mnt]);
+    mounted = false;
+  }
+});

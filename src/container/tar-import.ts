@@ -3,8 +3,10 @@
  * upstream's importer:
  *
  *  - every object is re-hashed in TypeScript as it streams and written through libostree's
- *    verifying writes (`Repo.writeMetadata` / `Repo.writeContent`); an object that is already in
- *    the repository is hashed from the stream anyway *and* its stored copy is re-verified;
+ *    verifying writes (`write_metadata` / `write_content` with the expected checksum: dirtrees,
+ *    dirmetas and small files a few at a time on libuv threads, large files streamed through
+ *    `Repo.writeContent`, the commit last through `Repo.writeMetadata`); an object that is already
+ *    in the repository is hashed from the stream anyway *and* its stored copy is re-verified;
  *  - commit layer: the first object must be the `.commit`; a `.commitmeta` may only come right
  *    after it and must carry the commit's checksum; a second commit is an error;
  *  - object-set (chunk) layers: content and xattrs only;
@@ -49,8 +51,8 @@ export const MAX_METADATA_SIZE = DEFAULT_LIMITS.maxMetadataSize;
 /** Content up to this size is read into memory before the write; bigger objects stream. */
 const SMALL_CONTENT = 1 << 20;
 /**
- * Small-object libostree writes in flight at once, each from memory on a libuv threadpool thread
- * (koffi async); 3–4 wrote the minbase's objects faster than 2 here. A large object is written
+ * libostree writes (metadata and small content objects) in flight at once, each from memory on a
+ * libuv threadpool thread (koffi async); 3–4 wrote the minbase's objects faster than 2 here. A large object is written
  * from a pipe that this thread fills through fs writes, which need a pool thread too; it starts
  * only once at most one small write is left. Small writes never wait on this thread, so only the
  * large write's pool thread ever does, and the fs writes that fill its pipe (and the layer's reads,
@@ -409,11 +411,15 @@ export class CommitImporter {
       this.stats.dirmeta++;
     }
     try {
-      if (this.repo.hasObject(type, csum)) this.verifyStoredMetadata(type, csum, at);
-      else this.repo.writeMetadata(type, csum, bytes);
+      if (this.repo.hasObject(type, csum)) {
+        this.verifyStoredMetadata(type, csum, at);
+        return;
+      }
     } catch (e) {
       throw withContext(e, at, name, csum);
     }
+    // Hashed above; libostree validates and hashes again on a worker thread, like content.
+    await this.queueWrite(name, csum, () => this.repo.native.writeMetadataInBackground(type, csum, bytes), at);
   }
 
   /** Re-hash a metadata object already in the repository. */
@@ -467,7 +473,8 @@ export class CommitImporter {
       const prefix = contentPrefix(header);
       const actual = createHash('sha256').update(prefix).update(payload).digest('hex');
       if (actual !== csum) throw new ObjectChecksumError('file', csum, actual, at);
-      await this.queueWrite(csum, Buffer.concat([prefix, payload]), at);
+      const objectStream = Buffer.concat([prefix, payload]);
+      await this.queueWrite('file', csum, () => this.repo.native.writeContentInBackground(csum, objectStream), at);
     } else {
       while (this.inflight.size > 1) await Promise.race(this.inflight);
       // When the layer stream fails mid-object (digest, diffid, a cap), libostree only sees a short
@@ -538,17 +545,16 @@ export class CommitImporter {
     if (root.len > this.limits.maxPathLength) checkLimit(this.limits, 'maxPathLength', root.len, `commit ${csum}: path ${follow('longVia')} length`);
   }
 
-  /** Start a verifying libostree write of a content object stream; at most a few run at once. */
-  private async queueWrite(csum: string, objectStream: Buffer, at: string): Promise<void> {
+  /** Start a verifying libostree write (`start`) of an object; at most a few run at once. */
+  private async queueWrite(type: string, csum: string, start: () => Promise<string>, at: string): Promise<void> {
     while (this.inflight.size >= MAX_INFLIGHT_WRITES) await Promise.race(this.inflight);
     if (this.writeError) throw this.writeError;
-    const p: Promise<void> = this.repo.native
-      .writeContentInBackground(csum, objectStream)
+    const p: Promise<void> = new Promise<string>((resolve) => resolve(start()))
       .then((stored) => {
-        if (stored !== csum) throw new ObjectChecksumError('file', csum, stored, at);
+        if (stored !== csum) throw new ObjectChecksumError(type, csum, stored, at);
       })
       .catch((e: unknown) => {
-        this.writeError ??= withContext(e, at, 'file', csum);
+        this.writeError ??= withContext(e, at, type, csum);
       })
       .finally(() => this.inflight.delete(p));
     this.inflight.add(p);
