@@ -138,6 +138,30 @@ function takeHexChecksum(csum: Ptr): string {
   }
 }
 
+/**
+ * The koffi callback of a background libostree write: releases what the write read from, then
+ * settles with the checksum libostree computed, or its GError.
+ */
+function settleWrite(
+  what: string,
+  out: Out<Ptr>,
+  err: Out<Ptr>,
+  release: () => void,
+  resolve: (checksum: string) => void,
+  reject: (e: unknown) => void,
+): (e: unknown, ok: number) => void {
+  return (e, ok) => {
+    release();
+    try {
+      if (e) throw e;
+      check(ok, err, what);
+      resolve(takeHexChecksum(out[0]!));
+    } catch (x) {
+      reject(x);
+    }
+  };
+}
+
 const ENODATA = koffi.os.errno.ENODATA;
 /** XATTR_SIZE_MAX: no value can be longer, so one buffer serves every call. */
 const xattrBuffer = Buffer.allocUnsafe(65536);
@@ -474,25 +498,13 @@ export class NativeRepo {
     const out: Out<Ptr> = [null];
     const err: Out<Ptr> = [null];
     return new Promise<string>((resolve, reject) => {
-      F.ostree_repo_write_metadata.async(this.self, type, expected, v, out, null, err, (e: unknown, ok: number) => {
-        F.g_variant_unref(v);
-        try {
-          if (e) throw e;
-          check(ok, err, what);
-          resolve(takeHexChecksum(out[0]!));
-        } catch (x) {
-          reject(x);
-        }
-      });
+      F.ostree_repo_write_metadata.async(
+        this.self, type, expected, v, out, null, err,
+        settleWrite(what, out, err, () => F.g_variant_unref(v), resolve, reject),
+      );
     });
   }
 
-  /**
-   * Write a content object from its object stream (BE32 header length, padding, header, payload).
-   * Always passes out_csum so libostree re-hashes and rejects a mismatch with `expected`.
-   * Small objects go through a memory stream; large ones stream through a pipe while the write
-   * runs on a worker thread, so memory stays flat.
-   */
   /**
    * Write a content object stream held in memory on a libuv worker thread (libostree hashes and
    * verifies it there), so the calling thread goes on meanwhile. The bytes are copied into a
@@ -506,19 +518,19 @@ export class NativeRepo {
     const out: Out<Ptr> = [null];
     const err: Out<Ptr> = [null];
     return new Promise<string>((resolve, reject) => {
-      F.ostree_repo_write_content.async(this.self, expected, stream, data.length, out, null, err, (e: unknown, ok: number) => {
-        F.g_object_unref(stream);
-        try {
-          if (e) throw e;
-          check(ok, err, what);
-          resolve(takeHexChecksum(out[0]!));
-        } catch (x) {
-          reject(x);
-        }
-      });
+      F.ostree_repo_write_content.async(
+        this.self, expected, stream, data.length, out, null, err,
+        settleWrite(what, out, err, () => F.g_object_unref(stream), resolve, reject),
+      );
     });
   }
 
+  /**
+   * Write a content object from its object stream (BE32 header length, padding, header, payload).
+   * Always passes out_csum so libostree re-hashes and rejects a mismatch with `expected`.
+   * Small objects go through a memory stream; large ones stream through a pipe while the write
+   * runs on a worker thread, so memory stays flat.
+   */
   async writeContent(expected: string | null, source: ContentSource): Promise<string> {
     const what = `write file ${expected ?? ''}`.trimEnd();
     if (Buffer.isBuffer(source)) {
