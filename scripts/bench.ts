@@ -38,15 +38,17 @@ async function main(): Promise<void> {
 
 function printTable(rows: BenchRow[]): void {
   const header = ['work', 'ostree-oci s', 'MiB', 'anchor tool', 'anchor s', 'MiB', 'time ratio', 'RSS ratio', 'goal'];
+  // A floor row has no process of its own, so no RSS: '—' rather than a ratio of 0.
+  const measured = (r: BenchRow): boolean => r.ours.peakRssMiB > 0;
   const body = rows.map((r) => [
     r.work,
     r.ours.seconds.toFixed(2),
-    r.ours.peakRssMiB.toFixed(0),
+    measured(r) ? r.ours.peakRssMiB.toFixed(0) : '—',
     r.anchorTool,
     r.anchor.seconds.toFixed(2),
     r.anchor.peakRssMiB.toFixed(0),
     `${(r.ours.seconds / Math.max(r.anchor.seconds, 0.005)).toFixed(2)}×`,
-    `${(r.ours.peakRssMiB / Math.max(r.anchor.peakRssMiB, 1)).toFixed(2)}×`,
+    measured(r) ? `${(r.ours.peakRssMiB / Math.max(r.anchor.peakRssMiB, 1)).toFixed(2)}×` : '—',
     r.goal ?? '',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));

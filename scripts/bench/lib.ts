@@ -11,6 +11,7 @@ import { Worker } from 'node:worker_threads';
 
 export interface Measurement {
   seconds: number;
+  /** Peak RSS of the process tree; 0 for a row computed in the bench itself (a floor), not run. */
   peakRssMiB: number;
 }
 
