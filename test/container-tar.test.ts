@@ -10,7 +10,8 @@ import { Readable } from 'node:stream';
 import { Repo } from '../src/ostree/repo.js';
 import { ObjectType } from '../ostree-bindings/index.js';
 import { parseXattrsVariant } from '../src/gvariant/ostree-types.js';
-import { Header, paxExtensionBytes, prepareHeaderPath } from '../src/container/tar-header.js';
+import { END_OF_ARCHIVE, EntryType, Header, padding, paxExtensionBytes, prepareHeaderPath } from '../src/container/tar-header.js';
+import { parseLayerTar } from '../src/composefs/sources/layer-tar.js';
 import { exportChunk, exportCommitTar, exportFinalChunk } from '../src/container/tar-export.js';
 import { CommitImporter } from '../src/container/tar-import.js';
 import { TarReader } from '../src/container/tar-reader.js';
@@ -432,4 +433,69 @@ t.test('symlink targets survive byte for byte (long, denormal, odd)', async (t) 
   }
   t.equal(await importTars(join(d, 'dst'), [full]), c, 'same commit after import');
   t.match(ostreeFsck(join(d, 'dst')), /no errors/);
+});
+
+t.test('PAX records: both tar readers (ostree import, composefs layers) accept and refuse the same bodies', async (t) => {
+  /**
+   * A record whose length, written by `fmt`, is its true length: so a reader that took any text
+   * JavaScript's Number() accepts (hex, a sign, an exponent, a fraction) would read it fine.
+   */
+  const rec = (kv: string, fmt: (n: number) => string = String): string => {
+    let n = kv.length + 3;
+    while (`${fmt(n)} ${kv}\n`.length !== n) n = `${fmt(n)} ${kv}\n`.length;
+    return `${fmt(n)} ${kv}\n`;
+  };
+  const good = rec('SCHILY.xattr.user.k=v');
+  const n = good.length;
+  const cases: Array<[string, string, boolean]> = [
+    ['two records', good + rec('SCHILY.xattr.user.z=zz'), true],
+    ['NUL padding after the records', `${good}\0\0\0`, true],
+    ['binary-safe value with "=" in it', rec('SCHILY.xattr.user.e=a=b'), true],
+    ['hexadecimal length', rec('SCHILY.xattr.user.k=v', (m) => `0x${m.toString(16)}`), false],
+    ['length with a sign', rec('SCHILY.xattr.user.k=v', (m) => `+${m}`), false],
+    ['length in exponent form', rec('SCHILY.xattr.user.k=v', (m) => `${m / 10}e1`), false],
+    ['length with a fraction', rec('SCHILY.xattr.user.k=v', (m) => `${m}.0`), false],
+    ['length one short (record does not end at a newline)', good.replace(/^\d+/, String(n - 1)), false],
+    ['length past the end', good.replace(/^\d+/, String(n + 5)), false],
+    ['no space after the length', good.replace(' ', ''), false],
+    ['record without "="', rec('SCHILY.xattr.user.k'), false],
+    ['empty key', rec('=v'), false],
+  ];
+  for (const [name, bodyText, ok] of cases) {
+    const body = Buffer.from(bodyText, 'latin1');
+    const x = Header.ustar();
+    x.setEntryType(EntryType.XHeader);
+    x.setMode(0o644);
+    x.setSize(body.length);
+    x.setCksum();
+    const f = Header.gnu();
+    prepareHeaderPath(f, 'file');
+    f.setEntryType(EntryType.Regular);
+    f.setMode(0o644);
+    f.setSize(0);
+    f.setCksum();
+    const tar = Buffer.concat([x.buf, body, padding(body.length), f.buf, END_OF_ARCHIVE]);
+    const viaImport = (async () => {
+      const r = new TarReader(Readable.from([tar]), 'pax.tar');
+      const pax: string[] = [];
+      for (let e = await r.next(); e; e = await r.next()) pax.push(...[...e.pax.keys()].map((k) => k.replace(/^SCHILY\.xattr\./, '')));
+      return pax;
+    })();
+    const viaComposefs = (async () => {
+      const pax: string[] = [];
+      await parseLayerTar([tar], 'pax.tar', (e) => {
+        pax.push(...e.xattrs.map((x) => x.key.toString('latin1')));
+        return undefined;
+      });
+      return pax;
+    })();
+    if (ok) {
+      const [a, b] = await Promise.all([viaImport, viaComposefs]);
+      t.same(a, b, `${name}: both readers see the same records`);
+      t.ok(a.length > 0, `${name}: records read`);
+    } else {
+      await t.rejects(viaImport, /pax\.tar: PAX header at byte 0: (malformed PAX record|PAX record without "=") at byte \d+/, `${name}: refused by the import reader`);
+      await t.rejects(viaComposefs, /PAX header at byte 0: (malformed PAX record|PAX record without "=") at byte \d+/, `${name}: refused by the composefs reader`);
+    }
+  }
 });

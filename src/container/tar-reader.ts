@@ -11,7 +11,7 @@
  */
 import { Readable } from 'node:stream';
 import { ContainerFormatError } from './errors.js';
-import { BLOCK, F, parseNumeric } from './tar-header.js';
+import { BLOCK, cstr, F, parseNumeric, parsePaxRecords } from './tar-header.js';
 
 export interface TarEntry {
   /** Type flag as a character: '0' regular, '1' hardlink, '2' symlink, '5' directory, … */
@@ -130,31 +130,6 @@ class ByteSource {
   }
 }
 
-function cstr(b: Buffer): Buffer {
-  const z = b.indexOf(0);
-  return z < 0 ? b : b.subarray(0, z);
-}
-
-function parsePax(data: Buffer, what: string): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
-  let off = 0;
-  while (off < data.length) {
-    if (data[off] === 0) break; // some writers pad with NULs
-    const sp = data.indexOf(0x20, off);
-    if (sp < 0) throw new ContainerFormatError(`${what}: malformed PAX record at byte ${off}`);
-    const len = Number(data.subarray(off, sp).toString('latin1'));
-    if (!Number.isSafeInteger(len) || len <= sp - off + 1 || off + len > data.length || data[off + len - 1] !== 0x0a) {
-      throw new ContainerFormatError(`${what}: malformed PAX record at byte ${off}`);
-    }
-    const rec = data.subarray(sp + 1, off + len - 1);
-    const eq = rec.indexOf(0x3d);
-    if (eq <= 0) throw new ContainerFormatError(`${what}: PAX record without "=" at byte ${off}`);
-    out.set(rec.subarray(0, eq).toString('utf8'), Buffer.from(rec.subarray(eq + 1)));
-    off += len;
-  }
-  return out;
-}
-
 export class TarReader {
   private readonly src: ByteSource;
   private remaining = 0; // body bytes of the current entry not read yet
@@ -236,8 +211,10 @@ export class TarReader {
       }
       if (type === 'x' || type === 'g') {
         const body = await this.readMetaBody(size, type === 'x' ? 'PAX' : 'PAX global');
-        const recs = parsePax(body, `${this.what}: PAX header at byte ${offset}`);
-        if (type === 'x') for (const [k, v] of recs) pax.set(k, v);
+        const recs = parsePaxRecords(body, (msg) => {
+          throw new ContainerFormatError(`${this.what}: PAX header at byte ${offset}: ${msg}`);
+        });
+        if (type === 'x') for (const { key, value } of recs) pax.set(key.toString('utf8'), value);
         continue;
       }
       const magic = h.subarray(F.magic[0], F.magic[0] + 6).toString('latin1');

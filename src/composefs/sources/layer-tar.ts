@@ -13,7 +13,7 @@
  * input that ends inside a header or an entry, or without the end-of-archive marker, is an error
  * naming the layer and the entry. Sparse files and other exotic types are refused by name.
  */
-import { F } from '../../container/tar-header.js'; // header field offsets and lengths
+import { cstr, F, parsePaxRecords } from '../../container/tar-header.js'; // field offsets, shared reader parts
 import { ComposefsSourceError } from './errors.js';
 
 export const TAR_BLOCK = 512;
@@ -55,11 +55,6 @@ export interface EntrySink {
 
 const XATTR_PREFIX = Buffer.from('SCHILY.xattr.');
 
-function cstr(b: Buffer): Buffer {
-  const z = b.indexOf(0);
-  return z < 0 ? b : b.subarray(0, z);
-}
-
 /** Numeric header field: octal (space/NUL padded) or GNU base-256 (two's complement). */
 function parseNumber(f: Buffer): bigint | undefined {
   if (f.length === 0) return 0n;
@@ -93,27 +88,6 @@ function parsePaxTime(v: string): bigint | undefined {
   const frac = m[3] !== undefined && /[1-9]/.test(m[3]);
   if (m[1] === '-') s = frac ? -s - 1n : -s;
   return s;
-}
-
-function parsePax(data: Buffer, fail: (msg: string) => never): { key: Buffer; value: Buffer }[] {
-  const out: { key: Buffer; value: Buffer }[] = [];
-  let off = 0;
-  while (off < data.length) {
-    if (data[off] === 0) break; // NUL padding after the records
-    const sp = data.indexOf(0x20, off);
-    if (sp < 0) fail(`malformed PAX record at byte ${off}`);
-    const lenText = data.subarray(off, sp).toString('latin1');
-    const len = /^\d+$/.test(lenText) ? Number(lenText) : NaN;
-    if (!Number.isSafeInteger(len) || len <= sp - off + 1 || off + len > data.length || data[off + len - 1] !== 0x0a) {
-      fail(`malformed PAX record at byte ${off}`);
-    }
-    const rec = data.subarray(sp + 1, off + len - 1);
-    const eq = rec.indexOf(0x3d);
-    if (eq <= 0) fail(`PAX record without "=" at byte ${off}`);
-    out.push({ key: Buffer.from(rec.subarray(0, eq)), value: Buffer.from(rec.subarray(eq + 1)) });
-    off += len;
-  }
-  return out;
 }
 
 const enum State {
@@ -279,7 +253,7 @@ export class LayerTarParser {
     if (m.type === 'L') this.longName = Buffer.from(cstr(body));
     else if (m.type === 'K') this.longLink = Buffer.from(cstr(body));
     else {
-      const recs = parsePax(body, (msg) => this.fail(`PAX header at byte ${m.offset}: ${msg}`));
+      const recs = parsePaxRecords(body, (msg) => this.fail(`PAX header at byte ${m.offset}: ${msg}`));
       if (m.type === 'x') this.pax.push(...recs);
     }
   }
