@@ -499,3 +499,29 @@ t.test('PAX records: both tar readers (ostree import, composefs layers) accept a
     }
   }
 });
+
+t.test('numeric header fields: digits, then only NULs and spaces (as tar-rs, GNU tar and Go read them)', async (t) => {
+  const entry = async (field: readonly [number, number], text: string) => {
+    const f = Header.gnu();
+    prepareHeaderPath(f, 'file');
+    f.setEntryType(EntryType.Regular);
+    f.setMode(0o644);
+    f.setUid(0);
+    f.setGid(0);
+    f.setSize(1);
+    f.buf.fill(0, field[0], field[0] + field[1]);
+    f.buf.write(text, field[0], 'latin1');
+    f.setCksum();
+    const r = new TarReader(Readable.from([Buffer.concat([f.buf, Buffer.from('x'), padding(1), END_OF_ARCHIVE])]), 'num.tar');
+    const e = await r.next();
+    return e;
+  };
+  const SIZE = [124, 12] as const;
+  const UID = [108, 8] as const;
+  t.equal((await entry(SIZE, '00000000001'))!.size, 1, 'NUL-terminated octal');
+  t.equal((await entry(SIZE, ' 1 '))!.size, 1, 'spaces around the digits');
+  t.equal((await entry(UID, '0001750 '))!.uid, 1000, 'space-terminated uid');
+  await t.rejects(entry(SIZE, '0000001 777'), /num\.tar: bad size field in header at byte 0: invalid numeric field/, 'digits after a space');
+  await t.rejects(entry(UID, '12\0x'), /num\.tar: bad uid field in header at byte 0: invalid numeric field/, 'a letter after the NUL');
+  await t.rejects(entry(SIZE, '0000001x'), /bad size field in header at byte 0: invalid octal digit/, 'a letter in the digits');
+});

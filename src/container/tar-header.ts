@@ -310,9 +310,13 @@ export function parseNumeric(f: Buffer): number {
   let s = 0;
   let e = f.length;
   while (s < e && (f[s] === 0x20 || f[s] === 0)) s++;
-  // The value ends at the first NUL or space after the digits.
+  // The value ends at the first NUL or space after the digits; only NULs and spaces may follow
+  // (tar-rs, GNU tar and Go refuse anything else there, so no reader sees another number).
   let i = s;
   while (i < e && f[i] !== 0 && f[i] !== 0x20) i++;
+  for (let k = i; k < e; k++) {
+    if (f[k] !== 0 && f[k] !== 0x20) throw new RangeError(`invalid numeric field "${f.toString('latin1').replace(/\0/g, '\\0')}"`);
+  }
   e = i;
   if (s === e) return 0;
   let v = 0;
