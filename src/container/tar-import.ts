@@ -52,11 +52,11 @@ export const MAX_METADATA_SIZE = DEFAULT_LIMITS.maxMetadataSize;
 const SMALL_CONTENT = 1 << 20;
 /**
  * libostree writes (metadata and small content objects) in flight at once, each from memory on a
- * libuv threadpool thread (koffi async); 3–4 wrote the minbase's objects faster than 2 here. A large object is written
- * from a pipe that this thread fills through fs writes, which need a pool thread too; it starts
- * only once at most one small write is left. Small writes never wait on this thread, so only the
- * large write's pool thread ever does, and the fs writes that fill its pipe (and the layer's reads,
- * and gzip) always find a free one.
+ * libuv threadpool thread (koffi async); 3–4 wrote the minbase's objects faster than 2 here.
+ * A large object is written from a pipe that this thread fills through fs writes, which need a
+ * pool thread too; it starts only once at most one small write is left. Small writes never wait
+ * on this thread, so only the large write's pool thread ever does, and the fs writes that fill
+ * its pipe (and the layer's reads, and gzip) always find a free one.
  */
 const MAX_INFLIGHT_WRITES = 3;
 const SELINUX = 'security.selinux';
