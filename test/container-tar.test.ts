@@ -525,3 +525,42 @@ t.test('numeric header fields: digits, then only NULs and spaces (as tar-rs, GNU
   await t.rejects(entry(UID, '12\0x'), /num\.tar: bad uid field in header at byte 0: invalid numeric field/, 'a letter after the NUL');
   await t.rejects(entry(SIZE, '0000001x'), /bad size field in header at byte 0: invalid octal digit/, 'a letter in the digits');
 });
+
+t.test('PAX numbers (size, uid, gid): plain decimal digits in both tar readers', async (t) => {
+  const tarWith = (kv: string): Buffer => {
+    let n = kv.length + 3;
+    while (`${n} ${kv}\n`.length !== n) n = `${n} ${kv}\n`.length;
+    const body = Buffer.from(`${n} ${kv}\n`, 'latin1');
+    const x = Header.ustar();
+    x.setEntryType(EntryType.XHeader);
+    x.setMode(0o644);
+    x.setSize(body.length);
+    x.setCksum();
+    const f = Header.gnu();
+    prepareHeaderPath(f, 'file');
+    f.setEntryType(EntryType.Regular);
+    f.setMode(0o644);
+    f.setSize(0);
+    f.setCksum();
+    return Buffer.concat([x.buf, body, padding(body.length), f.buf, END_OF_ARCHIVE]);
+  };
+  const viaImport = async (tar: Buffer) => {
+    const r = new TarReader(Readable.from([tar]), 'num.tar');
+    const e = await r.next();
+    return e!.uid;
+  };
+  const viaComposefs = async (tar: Buffer) => {
+    let uid = -1;
+    await parseLayerTar([tar], 'num.tar', (e) => {
+      uid = Number(e.uid);
+      return undefined;
+    });
+    return uid;
+  };
+  t.equal(await viaImport(tarWith('uid=1000')), 1000, 'import reader: uid=1000');
+  t.equal(await viaComposefs(tarWith('uid=1000')), 1000, 'composefs reader: uid=1000');
+  for (const kv of ['size=0x0', 'uid=1e3', 'gid=', 'uid= 7', 'uid=7.0', 'gid=+1']) {
+    await t.rejects(viaImport(tarWith(kv)), /bad PAX (size|uid|gid)=/, `import reader refuses ${kv}`);
+    await t.rejects(viaComposefs(tarWith(kv)), /bad PAX (size|uid|gid)=/, `composefs reader refuses ${kv}`);
+  }
+});

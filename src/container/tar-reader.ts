@@ -11,7 +11,7 @@
  */
 import { Readable } from 'node:stream';
 import { ContainerFormatError } from './errors.js';
-import { BLOCK, cstr, F, parseNumeric, parsePaxRecords } from './tar-header.js';
+import { BLOCK, cstr, F, paxDecimal, parseNumeric, parsePaxRecords } from './tar-header.js';
 
 export interface TarEntry {
   /** Type flag as a character: '0' regular, '1' hardlink, '2' symlink, '5' directory, … */
@@ -246,8 +246,8 @@ export class TarReader {
       const paxNum = (k: string): number | undefined => {
         const v = paxStr(k);
         if (v === undefined) return undefined;
-        const n = Number(v.split('.')[0]);
-        if (!Number.isSafeInteger(n) || n < 0) this.fail(`bad PAX ${k}=${JSON.stringify(v)}`, entry);
+        const n = paxDecimal(v);
+        if (n === undefined) this.fail(`bad PAX ${k}=${JSON.stringify(v)}`, entry);
         return n;
       };
       entry.path = paxStr('path') ?? entry.path;

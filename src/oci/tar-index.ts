@@ -8,6 +8,7 @@
  */
 import { open } from 'node:fs/promises';
 import { OciFormatError } from './errors.js';
+import { paxDecimal, parsePaxRecords } from './tar-pax.js';
 
 export interface TarEntryLocation {
   name: string;
@@ -42,20 +43,13 @@ function parseNumeric(b: Buffer, start: number, len: number, what: string): numb
   return parseInt(s, 8);
 }
 
+/** PAX records → map (utf8), strictly (tar-pax.ts). */
 function parsePax(data: Buffer, what: string): Map<string, string> {
   const out = new Map<string, string>();
-  let pos = 0;
-  while (pos < data.length) {
-    const sp = data.indexOf(0x20, pos);
-    if (sp < 0) break;
-    const len = parseInt(data.subarray(pos, sp).toString('latin1'), 10);
-    if (!Number.isFinite(len) || len <= 0 || pos + len > data.length)
-      throw new OciFormatError(`${what}: malformed PAX record at ${pos}`);
-    const rec = data.subarray(sp + 1, pos + len - 1).toString('utf8');
-    const eq = rec.indexOf('=');
-    if (eq > 0) out.set(rec.slice(0, eq), rec.slice(eq + 1));
-    pos += len;
-  }
+  const fail = (msg: string): never => {
+    throw new OciFormatError(`${what}: ${msg}`);
+  };
+  for (const { key, value } of parsePaxRecords(data, fail)) out.set(key.toString('utf8'), value.toString('utf8'));
   return out;
 }
 
@@ -103,7 +97,11 @@ export async function indexTar(path: string): Promise<Map<string, TarEntryLocati
       if (stored !== sum) throw new OciFormatError(`${where}: header checksum mismatch (stored ${stored}, computed ${sum})`);
       const type = String.fromCharCode(hdr[156]!) === '\0' ? '0' : String.fromCharCode(hdr[156]!);
       let size = parseNumeric(hdr, 124, 12, `${where} size`);
-      if (pax?.has('size')) size = Number(pax.get('size'));
+      if (pax?.has('size')) {
+        const v = paxDecimal(pax.get('size')!);
+        if (v === undefined) throw new OciFormatError(`${where}: bad PAX size ${JSON.stringify(pax.get('size'))}`);
+        size = v;
+      }
       const dataOff = pos + BLOCK;
       const next = dataOff + Math.ceil(size / BLOCK) * BLOCK;
       if (dataOff + size > fileSize) throw new OciFormatError(`${where}: entry data runs past end of file (truncated archive)`);

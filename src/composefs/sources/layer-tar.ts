@@ -13,7 +13,7 @@
  * input that ends inside a header or an entry, or without the end-of-archive marker, is an error
  * naming the layer and the entry. Sparse files and other exotic types are refused by name.
  */
-import { cstr, F, parsePaxRecords } from '../../container/tar-header.js'; // field offsets, shared reader parts
+import { cstr, F, paxDecimal, parsePaxRecords } from '../../container/tar-header.js'; // field offsets, shared reader parts
 import { ComposefsSourceError } from './errors.js';
 
 export const TAR_BLOCK = 512;
@@ -318,9 +318,9 @@ export class LayerTarParser {
       const k = key.toString('latin1');
       const text = (): string => value.toString('latin1');
       const int = (what: string): number => {
-        const t = text();
-        if (!/^\d+$/.test(t) || !Number.isSafeInteger(Number(t))) this.fail(`bad PAX ${what}=${JSON.stringify(t)}`);
-        return Number(t);
+        const n = paxDecimal(text());
+        if (n === undefined) this.fail(`bad PAX ${what}=${JSON.stringify(text())}`);
+        return n;
       };
       switch (k) {
         case 'path':
