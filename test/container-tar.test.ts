@@ -12,6 +12,7 @@ import { ObjectType } from '../ostree-bindings/index.js';
 import { parseXattrsVariant } from '../src/gvariant/ostree-types.js';
 import { END_OF_ARCHIVE, EntryType, Header, padding, paxExtensionBytes, prepareHeaderPath } from '../src/container/tar-header.js';
 import { parseLayerTar } from '../src/composefs/sources/layer-tar.js';
+import { paxRecord, tarWithPax } from './helpers/tar.js';
 import { exportChunk, exportCommitTar, exportFinalChunk } from '../src/container/tar-export.js';
 import { CommitImporter } from '../src/container/tar-import.js';
 import { TarReader } from '../src/container/tar-reader.js';
@@ -436,15 +437,7 @@ t.test('symlink targets survive byte for byte (long, denormal, odd)', async (t) 
 });
 
 t.test('PAX records: both tar readers (ostree import, composefs layers) accept and refuse the same bodies', async (t) => {
-  /**
-   * A record whose length, written by `fmt`, is its true length: so a reader that took any text
-   * JavaScript's Number() accepts (hex, a sign, an exponent, a fraction) would read it fine.
-   */
-  const rec = (kv: string, fmt: (n: number) => string = String): string => {
-    let n = kv.length + 3;
-    while (`${fmt(n)} ${kv}\n`.length !== n) n = `${fmt(n)} ${kv}\n`.length;
-    return `${fmt(n)} ${kv}\n`;
-  };
+  const rec = paxRecord;
   const good = rec('SCHILY.xattr.user.k=v');
   const n = good.length;
   const cases: Array<[string, string, boolean]> = [
@@ -462,19 +455,7 @@ t.test('PAX records: both tar readers (ostree import, composefs layers) accept a
     ['empty key', rec('=v'), false],
   ];
   for (const [name, bodyText, ok] of cases) {
-    const body = Buffer.from(bodyText, 'latin1');
-    const x = Header.ustar();
-    x.setEntryType(EntryType.XHeader);
-    x.setMode(0o644);
-    x.setSize(body.length);
-    x.setCksum();
-    const f = Header.gnu();
-    prepareHeaderPath(f, 'file');
-    f.setEntryType(EntryType.Regular);
-    f.setMode(0o644);
-    f.setSize(0);
-    f.setCksum();
-    const tar = Buffer.concat([x.buf, body, padding(body.length), f.buf, END_OF_ARCHIVE]);
+    const tar = tarWithPax(bodyText);
     const viaImport = (async () => {
       const r = new TarReader(Readable.from([tar]), 'pax.tar');
       const pax: string[] = [];
@@ -527,23 +508,7 @@ t.test('numeric header fields: digits, then only NULs and spaces (as tar-rs, GNU
 });
 
 t.test('PAX numbers (size, uid, gid): plain decimal digits in both tar readers', async (t) => {
-  const tarWith = (kv: string): Buffer => {
-    let n = kv.length + 3;
-    while (`${n} ${kv}\n`.length !== n) n = `${n} ${kv}\n`.length;
-    const body = Buffer.from(`${n} ${kv}\n`, 'latin1');
-    const x = Header.ustar();
-    x.setEntryType(EntryType.XHeader);
-    x.setMode(0o644);
-    x.setSize(body.length);
-    x.setCksum();
-    const f = Header.gnu();
-    prepareHeaderPath(f, 'file');
-    f.setEntryType(EntryType.Regular);
-    f.setMode(0o644);
-    f.setSize(0);
-    f.setCksum();
-    return Buffer.concat([x.buf, body, padding(body.length), f.buf, END_OF_ARCHIVE]);
-  };
+  const tarWith = (kv: string): Buffer => tarWithPax(paxRecord(kv));
   const viaImport = async (tar: Buffer) => {
     const r = new TarReader(Readable.from([tar]), 'num.tar');
     const e = await r.next();
