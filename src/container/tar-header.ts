@@ -273,7 +273,11 @@ export function cstr(b: Buffer): Buffer {
   return z < 0 ? b : b.subarray(0, z);
 }
 
-/** Parse a numeric header field: octal text (spaces/NULs allowed around) or base-256. */
+/**
+ * Parse a numeric header field: base-256, or octal read as tar-rs (ostree-ext's reader) reads it:
+ * the text up to the first NUL, spaces trimmed, must be octal digits (empty reads as 0). So
+ * `"0000001 777"` is refused as tar-rs refuses it, while bytes after the NUL are ignored.
+ */
 export function parseNumeric(f: Buffer): number {
   if (f[0]! & 0x80) {
     let v = BigInt(f[0]! & 0x7f);
@@ -281,18 +285,11 @@ export function parseNumeric(f: Buffer): number {
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError('numeric field too large');
     return Number(v);
   }
+  let e = f.indexOf(0);
+  if (e < 0) e = f.length;
   let s = 0;
-  let e = f.length;
-  while (s < e && (f[s] === 0x20 || f[s] === 0)) s++;
-  // The value ends at the first NUL or space after the digits; only NULs and spaces may follow
-  // (tar-rs, GNU tar and Go refuse anything else there, so no reader sees another number).
-  let i = s;
-  while (i < e && f[i] !== 0 && f[i] !== 0x20) i++;
-  for (let k = i; k < e; k++) {
-    if (f[k] !== 0 && f[k] !== 0x20) throw new RangeError(`invalid numeric field "${f.toString('latin1').replace(/\0/g, '\\0')}"`);
-  }
-  e = i;
-  if (s === e) return 0;
+  while (s < e && f[s] === 0x20) s++;
+  while (e > s && f[e - 1] === 0x20) e--;
   let v = 0;
   for (let k = s; k < e; k++) {
     const d = f[k]! - 0x30;
