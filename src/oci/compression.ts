@@ -15,8 +15,8 @@
  * flight, which gives back-pressure. Output is one zstd frame per layer, single-threaded zstd, no content
  * size / checksum flags (like `zstd` streaming), deterministic for a given input and level.
  * A stream that also needs its digests (an image layer's diffid and blob digest) has its output
- * hashed by the compressing worker and its input by another worker of the pool, from a copy,
- * so compression and the diffid hash of one layer use two cores.
+ * hashed by the compressing worker and its input by a WorkerSha256 (below), which normally lands
+ * on another worker of the pool, so compression and the diffid hash of one layer use two cores.
  * Decompression uses zstd-napi's DecompressStream (synchronous per chunk, fast).
  */
 import { availableParallelism } from 'node:os';
@@ -214,22 +214,22 @@ let bindingPath: string | undefined;
 let nextStreamId = 0;
 
 /**
- * The pool worker with the fewest streams, a new one while the pool is not full. `avoid` (the
- * worker compressing a stream) is only chosen for that stream's input hash when it is the only
- * worker, so that hashing and compressing the same bytes run on two cores.
+ * The pool worker with the fewest streams, a new one while the pool is not full. A stream's input
+ * hash (WorkerSha256), taken after its compressor was counted, so lands on another worker when
+ * the loads are otherwise even: hashing and compressing the same bytes then use two cores.
  */
-function acquireWorker(avoid?: PoolWorker): PoolWorker {
+function acquireWorker(): PoolWorker {
   for (let i = pool.length - 1; i >= 0; i--) if (pool[i]!.dead) pool.splice(i, 1);
   const max = Math.max(1, Math.min(4, availableParallelism()));
-  let best: PoolWorker | undefined;
   if (pool.length < max) {
     bindingPath ??= createRequire(import.meta.url).resolve('zstd-napi/binding');
-    best = new PoolWorker(bindingPath);
-    pool.push(best);
-  } else {
-    for (const w of pool) if (w !== avoid && (!best || w.streams < best.streams)) best = w;
-    best ??= avoid!;
+    const w = new PoolWorker(bindingPath);
+    pool.push(w);
+    w.streams++;
+    return w;
   }
+  let best = pool[0]!;
+  for (const w of pool) if (w.streams < best.streams) best = w;
   best.streams++;
   return best;
 }
@@ -242,8 +242,8 @@ const MAX_IN_FLIGHT = 2;
 /** zstd compression Transform whose work runs in a worker thread (see module comment). */
 export class ZstdWorkerCompressStream extends Transform {
   private worker: PoolWorker | undefined;
-  /** With `hash`: the worker hashing the input (another one than `worker` when there is one). */
-  private hashWorker: PoolWorker | undefined;
+  /** With `hash`: the input's sha256 (the diffid), computed on a pool worker. */
+  private inHash: WorkerSha256 | undefined;
   private readonly id = ++nextStreamId;
   private opened: Promise<unknown> | undefined;
   private pending: Buffer[] = [];
@@ -252,14 +252,12 @@ export class ZstdWorkerCompressStream extends Transform {
   private lastPush: Promise<void> = Promise.resolve();
   private readonly inFlight: Promise<void>[] = [];
   private _digests: CompressedDigests | undefined;
-  /** BATCH-sized buffers the hashing worker has handed back, for the next copies. */
-  private readonly spare: ArrayBuffer[] = [];
 
   /**
    * With `opts.hash`, workers also compute sha256 of the input and of the output, so the calling
    * thread need not hash the layer bytes; read them from `digests` after the stream has finished.
-   * The input is hashed on a second worker, from its own copy of each batch, so the two passes
-   * over the batch run side by side.
+   * The input is hashed by a WorkerSha256 (normally on another worker), from its own copy of
+   * each batch, so the two passes over the batch run side by side.
    */
   constructor(
     private readonly level: number,
@@ -277,7 +275,7 @@ export class ZstdWorkerCompressStream extends Transform {
   private open(): Promise<unknown> {
     if (!this.opened) {
       this.worker = acquireWorker();
-      if (this.opts.hash) this.hashWorker = acquireWorker(this.worker);
+      if (this.opts.hash) this.inHash = new WorkerSha256();
       this.opened = this.worker.request({ op: 'open', stream: this.id, level: this.level, hashOut: this.opts.hash === true });
     }
     return this.opened;
@@ -310,24 +308,19 @@ export class ZstdWorkerCompressStream extends Transform {
   private send(n: number, end: boolean): Promise<void> {
     const data = this.takePending(n);
     this.open();
-    // Each worker gets its own copy, moved rather than cloned: posting shared memory instead cost
-    // ~1 ms of this thread per message, and memcpy of a batch ~0.1 ms.
-    let inHash: Promise<Reply> | undefined;
-    if (this.hashWorker) {
-      const copy = new Uint8Array(this.spare.pop() ?? new ArrayBuffer(BATCH), 0, n);
-      copy.set(data);
-      inHash = this.hashWorker.request({ op: 'hash', stream: this.id, data: copy, end }, [copy.buffer]);
-      inHash.then((r) => r.data && this.spare.push(r.data.buffer as ArrayBuffer)).catch(() => {});
-    }
+    // The hash copies the batch now, before `data` moves to the compressor. (Posting one shared
+    // buffer to both instead cost ~1 ms of this thread per message; a 1 MiB memcpy ~0.1 ms.)
+    const hashed = this.inHash?.update(data);
+    const inDigest = end ? this.inHash?.digest() : undefined;
     const reply = this.opened!.then(() =>
       this.worker!.request({ op: 'data', stream: this.id, data, end }, [data.buffer as ArrayBuffer]),
     );
-    const pushed = Promise.all([this.lastPush, reply, inHash]).then(([, r, h]) => {
+    const pushed = Promise.all([this.lastPush, reply, hashed, inDigest]).then(([, r, , h]) => {
       if (end) this.release();
-      if (end && r.hash && h?.hash)
+      if (end && r.hash && h)
         this._digests = {
-          uncompressedDigest: `sha256:${h.hash.digest}`,
-          uncompressedSize: h.hash.size,
+          uncompressedDigest: h.digest,
+          uncompressedSize: h.size,
           digest: `sha256:${r.hash.digest}`,
           size: r.hash.size,
         };
@@ -343,7 +336,6 @@ export class ZstdWorkerCompressStream extends Transform {
     if (this.worker && !this.finished) {
       this.finished = true;
       this.worker.streams--;
-      if (this.hashWorker) this.hashWorker.streams--;
     }
   }
 
@@ -369,10 +361,11 @@ export class ZstdWorkerCompressStream extends Transform {
 
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
     if (this.worker && !this.finished) {
-      const workers = new Set([this.worker, this.hashWorker]);
+      const w = this.worker;
       this.release();
-      for (const w of workers) w?.request({ op: 'free', stream: this.id }).catch(() => {});
+      w.request({ op: 'free', stream: this.id }).catch(() => {});
     }
+    this.inHash?.close();
     cb(err);
   }
 }
