@@ -138,6 +138,23 @@ function takeHexChecksum(csum: Ptr): string {
   }
 }
 
+/** A GInputStream over a copy of `data` (unref it when done; `data` may be reused at once). */
+function memoryInputStream(data: Buffer): Ptr {
+  const bytes = F.g_bytes_new(data.length ? data : null, data.length) as Ptr;
+  try {
+    return F.g_memory_input_stream_new_from_bytes(bytes) as Ptr;
+  } finally {
+    F.g_bytes_unref(bytes);
+  }
+}
+
+/** The GVariant of a metadata object's bytes (unref it when done) and the write's description. */
+function metadataVariant(type: ObjectType, expected: string | null, data: Buffer): { v: Ptr; what: string } {
+  const gtype = GVARIANT_TYPE_OF[type];
+  if (!gtype) throw new Error(`not a metadata object type: ${type}`);
+  return { v: newVariant(gtype, data), what: `write ${OBJECT_TYPE_NAMES[type]} ${expected ?? ''}`.trimEnd() };
+}
+
 /**
  * The koffi callback of a background libostree write: releases what the write read from, then
  * settles with the checksum libostree computed, or its GError.
@@ -468,17 +485,11 @@ export class NativeRepo {
    * fails when the hash is not `expected`. Returns the checksum libostree computed.
    */
   writeMetadata(type: ObjectType, expected: string | null, data: Buffer): string {
-    const gtype = GVARIANT_TYPE_OF[type];
-    if (!gtype) throw new Error(`not a metadata object type: ${type}`);
-    const v = newVariant(gtype, data);
+    const { v, what } = metadataVariant(type, expected, data);
     const out: Out<Ptr> = [null];
     const err: Out<Ptr> = [null];
     try {
-      check(
-        F.ostree_repo_write_metadata(this.self, type, expected, v, out, null, err),
-        err,
-        `write ${OBJECT_TYPE_NAMES[type]} ${expected ?? ''}`.trimEnd(),
-      );
+      check(F.ostree_repo_write_metadata(this.self, type, expected, v, out, null, err), err, what);
     } finally {
       F.g_variant_unref(v);
     }
@@ -491,10 +502,7 @@ export class NativeRepo {
    * as this returns.
    */
   writeMetadataInBackground(type: ObjectType, expected: string | null, data: Buffer): Promise<string> {
-    const gtype = GVARIANT_TYPE_OF[type];
-    if (!gtype) throw new Error(`not a metadata object type: ${type}`);
-    const what = `write ${OBJECT_TYPE_NAMES[type]} ${expected ?? ''}`.trimEnd();
-    const v = newVariant(gtype, data);
+    const { v, what } = metadataVariant(type, expected, data);
     const out: Out<Ptr> = [null];
     const err: Out<Ptr> = [null];
     return new Promise<string>((resolve, reject) => {
@@ -512,9 +520,7 @@ export class NativeRepo {
    */
   writeContentInBackground(expected: string | null, data: Buffer): Promise<string> {
     const what = `write file ${expected ?? ''}`.trimEnd();
-    const bytes = F.g_bytes_new(data.length ? data : null, data.length) as Ptr;
-    const stream = F.g_memory_input_stream_new_from_bytes(bytes) as Ptr;
-    F.g_bytes_unref(bytes);
+    const stream = memoryInputStream(data);
     const out: Out<Ptr> = [null];
     const err: Out<Ptr> = [null];
     return new Promise<string>((resolve, reject) => {
@@ -534,9 +540,7 @@ export class NativeRepo {
   async writeContent(expected: string | null, source: ContentSource): Promise<string> {
     const what = `write file ${expected ?? ''}`.trimEnd();
     if (Buffer.isBuffer(source)) {
-      const bytes = F.g_bytes_new(source.length ? source : null, source.length) as Ptr;
-      const stream = F.g_memory_input_stream_new_from_bytes(bytes) as Ptr;
-      F.g_bytes_unref(bytes);
+      const stream = memoryInputStream(source);
       const out: Out<Ptr> = [null];
       const err: Out<Ptr> = [null];
       try {
