@@ -263,9 +263,8 @@ export class Header {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reader side, shared by the tar readers (container/tar-reader.ts, composefs/sources/layer-tar.ts)
-
-export { paxDecimal, parsePaxRecords } from '../oci/tar-pax.js';
+// Reader side, shared by the tar readers (container/tar-reader.ts, composefs/sources/layer-tar.ts;
+// their PAX records: oci/tar-pax.ts)
 
 /** A NUL-terminated header field (or GNU long name/link body) without its terminator. */
 export function cstr(b: Buffer): Buffer {

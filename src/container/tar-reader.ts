@@ -11,7 +11,8 @@
  */
 import { Readable } from 'node:stream';
 import { ContainerFormatError } from './errors.js';
-import { BLOCK, cstr, F, paxDecimal, parseNumeric, parsePaxRecords } from './tar-header.js';
+import { paxDecimal, parsePaxRecords } from '../oci/tar-pax.js';
+import { BLOCK, cstr, F, parseNumeric } from './tar-header.js';
 
 export interface TarEntry {
   /** Type flag as a character: '0' regular, '1' hardlink, '2' symlink, '5' directory, … */

@@ -13,7 +13,8 @@
  * input that ends inside a header or an entry, or without the end-of-archive marker, is an error
  * naming the layer and the entry. Sparse files and other exotic types are refused by name.
  */
-import { cstr, F, paxDecimal, parsePaxRecords } from '../../container/tar-header.js'; // field offsets, shared reader parts
+import { cstr, F } from '../../container/tar-header.js'; // header field offsets, shared reader parts
+import { paxDecimal, parsePaxRecords } from '../../oci/tar-pax.js';
 import { ComposefsSourceError } from './errors.js';
 
 export const TAR_BLOCK = 512;
