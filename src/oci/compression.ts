@@ -307,12 +307,12 @@ export class ZstdWorkerCompressStream extends Transform {
    */
   private send(n: number, end: boolean): Promise<void> {
     const data = this.takePending(n);
-    this.open();
+    const opened = this.open(); // also creates inHash
     // The hash copies the batch now, before `data` moves to the compressor. (Posting one shared
     // buffer to both instead cost ~1 ms of this thread per message; a 1 MiB memcpy ~0.1 ms.)
     const hashed = this.inHash?.update(data);
     const inDigest = end ? this.inHash?.digest() : undefined;
-    const reply = this.opened!.then(() =>
+    const reply = opened.then(() =>
       this.worker!.request({ op: 'data', stream: this.id, data, end }, [data.buffer as ArrayBuffer]),
     );
     const pushed = Promise.all([this.lastPush, reply, hashed, inDigest]).then(([, r, , h]) => {
