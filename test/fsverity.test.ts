@@ -123,7 +123,24 @@ t.test('many files hashed in worker batches (FileDigestQueue) equal fsverity dig
   const noSizes = await fsverityDigestFiles(paths.slice(0, 20), { workers: 2 });
   t.same(noSizes.map((d) => d.toString('hex')), expected.slice(0, 20), 'without sizes');
   const one = await fsverityDigestFiles(paths.slice(0, 20), { workers: 1 });
-  t.same(one.map((d) => d.toString('hex')), expected.slice(0, 20), 'on the calling thread');
+  t.same(one.map((d) => d.toString('hex')), expected.slice(0, 20), 'one worker');
+  const here = await fsverityDigestFiles(paths.slice(0, 20), { workers: 0 });
+  t.same(here.map((d) => d.toString('hex')), expected.slice(0, 20), 'on the calling thread');
+  // A single-core machine (1 worker) and the calling thread (0) must not open every queued file at
+  // once: with 64 descriptors allowed, 612 files used to fail with EMFILE.
+  const list = join(dir, 'paths.json');
+  writeFileSync(list, JSON.stringify(paths));
+  const script = `import { fsverityDigestFiles } from ${JSON.stringify(join(ROOT, 'dist', 'src', 'composefs', 'fsverity.js'))};
+const paths = JSON.parse((await import('node:fs')).readFileSync(${JSON.stringify(list)}, 'utf8'));
+for (const workers of [1, 0]) {
+  const d = await fsverityDigestFiles(paths, { workers });
+  console.log(JSON.stringify(d.map((x) => x.toString('hex'))));
+}`;
+  const few = spawnSync('bash', ['-c', 'ulimit -n 64 && exec node --input-type=module -e "$0"', script], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  t.equal(few.status, 0, `64 descriptors: exit 0 (${few.stderr.trim().split('\n').pop()})`);
+  const lines = few.stdout.trim().split('\n');
+  t.same(lines.length === 2 ? JSON.parse(lines[0]!) : [], expected, '64 descriptors, 1 worker: every digest, in order');
+  t.same(lines.length === 2 ? JSON.parse(lines[1]!) : [], expected, '64 descriptors, calling thread: every digest, in order');
   await t.rejects(fsverityDigestFiles([paths[3]!, join(dir, 'no-such-file'), paths[4]!]), /no-such-file/, 'a missing file is an error naming it');
   await t.rejects(fsverityDigestFiles([dir]), /not a regular file/, 'a directory is an error');
   await t.rejects(fsverityDigestFiles([paths[5]!], { sizes: [sizes[5]! + 1] }), /changed size/, 'a file whose size is not the one announced is an error');

@@ -475,9 +475,12 @@ const poolOf = (n: number): HashWorkerPool => {
 };
 
 export interface FsVerityFilesOptions {
-  /** Worker threads (default: cores, max 4); 0 or 1 hashes on the calling thread. */
+  /**
+   * Worker threads (default: cores, max 4). 0 hashes on the calling thread, one file after the
+   * other; 1 (a single-core machine) hashes every file on one worker.
+   */
   workers?: number;
-  /** Sizes of the files when known: files of at least 32 MiB are split across the workers. */
+  /** Sizes of the files when known: with 2+ workers, files of at least 32 MiB are split across them. */
   sizes?: number[];
   /** Called as digests arrive. */
   onProgress?: (done: number, total: number) => void;
@@ -502,19 +505,29 @@ export class FileDigestQueue {
     this.workers = opts.workers ?? Math.min(availableParallelism(), 4);
   }
 
+  /** The calling thread's files (workers: 0), hashed one after the other. */
+  private serial: Promise<void> = Promise.resolve();
+
   /**
    * Queue a file (`size` when known: files of at least 32 MiB are split across the workers).
    * A path that is not valid UTF-8 is passed as its bytes.
    */
   add(path: string | Buffer, size?: number): void {
     const i = this.added++;
-    if (this.workers <= 1 || (size !== undefined && size >= DEFAULT_PARALLEL_THRESHOLD)) {
-      this.track(
-        fsverityDigestFile(typeof path === 'string' ? path : (path as unknown as string), { workers: this.workers }).then((d) => {
-          this.out[i] = d;
-          this.progress(1);
-        }),
-      );
+    const digestOne = (): Promise<void> =>
+      fsverityDigestFile(typeof path === 'string' ? path : (path as unknown as string), { workers: this.workers }).then((d) => {
+        this.out[i] = d;
+        this.progress(1);
+      });
+    if (this.workers <= 0) {
+      // One at a time: one descriptor and one read buffer however many files are queued (started
+      // all at once, thousands of files hit EMFILE and held a 1 MiB buffer each).
+      this.serial = this.serial.then(digestOne);
+      this.track(this.serial);
+      return;
+    }
+    if (this.workers > 1 && size !== undefined && size >= DEFAULT_PARALLEL_THRESHOLD) {
+      this.track(digestOne());
       return;
     }
     this.batch.push({ i, path, size: size ?? -1 });
