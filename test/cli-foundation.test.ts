@@ -1,7 +1,7 @@
 /** The foundation CLI: --help, show (text and JSON) and fsck against real repositories. */
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, chmodSync } from 'node:fs';
+import { appendFileSync, chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Repo } from '../src/ostree/repo.js';
 import { serializeMetadata } from '../src/gvariant/ostree-types.js';
@@ -19,6 +19,15 @@ t.test('--help lists commands and each command has --help', async (t) => {
   }
   const bad = cli(['no-such-command']);
   t.not(bad.status, 0);
+});
+
+t.test('--version and -V print the version in package.json', async (t) => {
+  const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  for (const flag of ['--version', '-V']) {
+    const r = cli([flag]);
+    t.equal(r.status, 0, `${flag}: exit 0`);
+    t.equal(r.stdout, `${version}\n`, `${flag}: prints ${version}`);
+  }
 });
 
 t.test('show --json matches what ostree itself reports', async (t) => {

@@ -4,6 +4,9 @@
  * exports `register(program)`; add new commands to COMMANDS below.
  */
 import { Command, CommanderError } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { renderError } from './output.js';
 import { LIMITS_ENV, parseLimits } from '../limits.js';
 interface CommandModule {
@@ -42,11 +45,23 @@ function commandName(argv: string[]): string | undefined {
   return undefined;
 }
 
+/** This package's version, from the package.json above this file (src/cli or dist/src/cli). */
+function packageVersion(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
+    const p = join(dir, 'package.json');
+    if (!existsSync(p)) continue;
+    const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
+    if (pkg.name === 'ostree-oci' && pkg.version) return pkg.version;
+  }
+  return 'unknown';
+}
+
 export async function buildProgram(argv: string[] = process.argv): Promise<Command> {
   const program = new Command();
   program
     .name('ostree-oci')
     .description('Move ostree commits to and from OCI images and composefs, keeping signatures intact')
+    .version(packageVersion(), '-V, --version', 'print the version of ostree-oci')
     .option('--verbose', 'show error details')
     .option(
       '--limit <name=N>',
@@ -64,7 +79,9 @@ export async function buildProgram(argv: string[] = process.argv): Promise<Comma
   });
   const name = commandName(argv);
   const wanted = COMMANDS.filter(([names]) => name !== undefined && names.includes(name));
-  for (const [, load] of wanted.length ? wanted : COMMANDS) (await load()).register(program);
+  // `--version` alone needs no command module.
+  const versionOnly = name === undefined && argv.slice(2).some((a) => a === '--version' || a === '-V');
+  for (const [, load] of wanted.length || versionOnly ? wanted : COMMANDS) (await load()).register(program);
   return program;
 }
 
