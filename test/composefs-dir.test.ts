@@ -103,5 +103,9 @@ t.test('directory source: hardlinks by inode, xattr policy, errors', async (t) =
   e = cli(['composefs', '--dir', rootfs, 'oci:x']);
   t.equal(e.status, 2);
   t.match(e.stderr, /either IMGREF or --dir/);
+  // No getfattr on PATH: one line naming what is missing, not a crash with a stack trace.
+  e = cli(['composefs', '--dir', rootfs], { env: { PATH: join(dir, 'no-such-bin') } });
+  t.equal(e.status, 1, 'no getfattr: exit 1');
+  t.match(e.stderr, /^error: .*rootfs: reading xattrs needs getfattr \(Debian package "attr"\), which was not found\n$/, 'no getfattr: one error line');
   rmSync(rootfs, { recursive: true, force: true });
 });

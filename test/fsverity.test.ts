@@ -144,6 +144,9 @@ for (const workers of [1, 0]) {
   await t.rejects(fsverityDigestFiles([paths[3]!, join(dir, 'no-such-file'), paths[4]!]), /no-such-file/, 'a missing file is an error naming it');
   await t.rejects(fsverityDigestFiles([dir]), /not a regular file/, 'a directory is an error');
   await t.rejects(fsverityDigestFiles([paths[5]!], { sizes: [sizes[5]! + 1] }), /changed size/, 'a file whose size is not the one announced is an error');
+  // The same for a file split across workers (≥ 32 MiB) and on the calling thread.
+  await t.rejects(fsverityDigestFiles([paths[11]!], { sizes: [sizes[11]! - 4096], workers: 2 }), /changed size \(\d+ → \d+ bytes\)/, 'split across workers: a size other than the announced one is an error');
+  await t.rejects(fsverityDigestFiles([paths[5]!], { sizes: [sizes[5]! + 1], workers: 0 }), /changed size/, 'calling thread: a size other than the announced one is an error');
   for (const p of paths) rmSync(p);
 });
 

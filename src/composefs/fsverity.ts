@@ -45,6 +45,8 @@ export interface FsVerityFileOptions extends FsVerityOptions {
   workers?: number;
   /** Files smaller than this are hashed on the calling thread (default 32 MiB). */
   parallelThreshold?: number;
+  /** The size the caller saw (its lstat): a regular file of another size is an error. */
+  expectedSize?: number;
 }
 
 /** A file could not be read completely while computing its fs-verity digest. */
@@ -232,14 +234,25 @@ const DEFAULT_PARALLEL_THRESHOLD = 32 << 20;
  * parallel by worker threads; other files (pipes, devices) are streamed.
  */
 export async function fsverityDigestFile(path: string, opts: FsVerityFileOptions = {}): Promise<Buffer> {
-  const st = await stat(path);
-  const workers = opts.workers ?? Math.min(availableParallelism(), 4);
-  const threshold = opts.parallelThreshold ?? DEFAULT_PARALLEL_THRESHOLD;
-  if (st.isFile() && workers > 1 && st.size > 0 && st.size >= threshold) {
-    return digestFileParallel(path, st.size, workers, opts);
-  }
+  // Opened first, so that the size checked is the size of the file read.
   const fh = await open(path, 'r');
   try {
+    const st = await fh.stat({ bigint: true });
+    const size = Number(st.size);
+    if (st.isFile() && opts.expectedSize !== undefined && size !== opts.expectedSize) {
+      throw new FsVerityError(`fs-verity: ${path} changed size (${opts.expectedSize} → ${size} bytes)`, { path });
+    }
+    const workers = opts.workers ?? Math.min(availableParallelism(), 4);
+    const threshold = opts.parallelThreshold ?? DEFAULT_PARALLEL_THRESHOLD;
+    if (st.isFile() && workers > 1 && size > 0 && size >= threshold) {
+      const digest = await digestFileParallel(path, size, workers, opts);
+      // The workers open the path for each range: it must still name the file measured above.
+      const now = await stat(path, { bigint: true });
+      if (now.ino !== st.ino || now.dev !== st.dev || now.size !== st.size || now.mtimeNs !== st.mtimeNs || now.ctimeNs !== st.ctimeNs) {
+        throw new FsVerityError(`fs-verity: ${path} changed while it was read`, { path });
+      }
+      return digest;
+    }
     const h = new FsVerityHasher(opts);
     const buf = Buffer.allocUnsafeSlow(READ_SIZE);
     for (;;) {
@@ -247,8 +260,8 @@ export async function fsverityDigestFile(path: string, opts: FsVerityFileOptions
       if (bytesRead === 0) break;
       h.update(buf.subarray(0, bytesRead));
     }
-    if (st.isFile() && h.length !== st.size) {
-      throw new FsVerityError(`fs-verity: ${path} changed size while reading (${st.size} → ${h.length} bytes)`, {
+    if (st.isFile() && h.length !== size) {
+      throw new FsVerityError(`fs-verity: ${path} changed size while reading (${size} → ${h.length} bytes)`, {
         path,
       });
     }
@@ -515,7 +528,10 @@ export class FileDigestQueue {
   add(path: string | Buffer, size?: number): void {
     const i = this.added++;
     const digestOne = (): Promise<void> =>
-      fsverityDigestFile(typeof path === 'string' ? path : (path as unknown as string), { workers: this.workers }).then((d) => {
+      fsverityDigestFile(typeof path === 'string' ? path : (path as unknown as string), {
+        workers: this.workers,
+        ...(size !== undefined ? { expectedSize: size } : {}),
+      }).then((d) => {
         this.out[i] = d;
         this.progress(1);
       });

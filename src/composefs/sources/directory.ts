@@ -56,10 +56,14 @@ function unquote(s: Buffer): Buffer {
  */
 export async function readTreeXattrs(root: string, policy: XattrPolicy): Promise<Map<string, Xattr[]>> {
   const out = new Map<string, Xattr[]>();
+  // stdin is a pipe closed at once rather than 'ignore': opening /dev/null (absent in some
+  // chroots) would fail with the same ENOENT as a missing getfattr.
   const child = spawn('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', '--', root], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, LC_ALL: 'C' },
   });
+  child.stdin.on('error', () => {}); // a getfattr that never ran has no stdin to close
+  child.stdin.end();
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
     if (stderr.length < 8192) stderr += d.toString();
@@ -77,6 +81,8 @@ export async function readTreeXattrs(root: string, policy: XattrPolicy): Promise
     );
     child.on('close', (code) => resolve(code ?? -1));
   });
+  // Awaited after stdout ends; a spawn failure arrives earlier and must not count as unhandled.
+  exit.catch(() => {});
   let pending: Buffer = Buffer.alloc(0);
   let current: Xattr[] | undefined;
   const line = (l: Buffer): void => {
@@ -99,16 +105,21 @@ export async function readTreeXattrs(root: string, policy: XattrPolicy): Promise
     else if (v !== '') throw new ComposefsSourceError(`${root}: unexpected getfattr value encoding: ${l.toString('utf8')}`);
     current.push({ key: Buffer.from(k), value: Buffer.from(v, 'hex') });
   };
-  for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
-    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-    let start = 0;
-    for (let nl = pending.indexOf(0x0a); nl >= 0; nl = pending.indexOf(0x0a, start)) {
-      line(pending.subarray(start, nl));
-      start = nl + 1;
+  try {
+    for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      let start = 0;
+      for (let nl = pending.indexOf(0x0a); nl >= 0; nl = pending.indexOf(0x0a, start)) {
+        line(pending.subarray(start, nl));
+        start = nl + 1;
+      }
+      pending = Buffer.from(pending.subarray(start));
     }
-    pending = Buffer.from(pending.subarray(start));
+    if (pending.length) line(pending);
+  } catch (err) {
+    child.kill();
+    throw err;
   }
-  if (pending.length) line(pending);
   const code = await exit;
   if (code !== 0) {
     throw new ComposefsSourceError(`${root}: getfattr failed (exit ${code}): ${stderr.trim().split('\n').slice(0, 3).join('; ')}`, {
