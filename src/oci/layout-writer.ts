@@ -2,14 +2,15 @@
  * Writing an OCI image layout directory (`oci-layout`, `index.json`, `blobs/sha256/<hex>`).
  *
  * Blobs are streamed into a temp file in the layout root (`.ostree-oci-tmp-*`) while sha256 and
- * size are computed, then renamed to `blobs/sha256/<hex>`; when that blob already exists (same
- * size) the temp file is dropped instead (dedupe). Several blobs/layers may be written at once.
- * JSON documents are written as canonical JSON (canonical-json.ts). index.json is replaced
+ * size are computed, then renamed to `blobs/sha256/<hex>`, over a file already there: a name and
+ * a size say nothing about the bytes of an existing blob, the new ones were just hashed. A blob
+ * added with its expected digest is not written again when an existing file hashes to it.
+ * Several blobs/layers may be written at once. JSON documents are written as canonical JSON (canonical-json.ts). index.json is replaced
  * atomically (temp + rename); updates from one writer are serialized, but there is no lock
  * against other processes writing the same layout at the same time.
  */
-import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, type Transform } from 'node:stream';
@@ -117,13 +118,24 @@ export class OciLayoutWriter {
     return !!st && st.isFile() && (size === undefined || st.size === size);
   }
 
+  /** Whether the stored blob's bytes hash to `digest` (a file with the right name may be damaged). */
+  private async blobIntact(digest: string): Promise<boolean> {
+    const h = createHash('sha256');
+    try {
+      for await (const c of createReadStream(this.blobPath(digest))) h.update(c as Buffer);
+    } catch {
+      return false;
+    }
+    return `sha256:${h.digest('hex')}` === digest;
+  }
+
   private tmpPath(): string {
     return join(this.dir, `${TMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
   }
 
   /**
-   * Stream `stages` (the first one a source) into a temp file, then move it into place by digest.
-   * Returns digest and size of the stored bytes.
+   * Stream `stages` (the first one a source) into a temp file, then move it into place by digest,
+   * replacing a file of that name. Returns digest and size of the stored bytes.
    */
   private async store(
     source: Readable,
@@ -137,9 +149,7 @@ export class OciLayoutWriter {
     try {
       await pipeline([source, ...stages, ...(counter ? [counter] : []), createWriteStream(tmp, { flags: 'wx' })]);
       const { digest, size } = counter ? { digest: counter.digest, size: counter.size } : known!();
-      const final = this.blobPath(digest);
-      if (await this.hasBlob(digest, size)) await rm(tmp, { force: true });
-      else await rename(tmp, final);
+      await rename(tmp, this.blobPath(digest));
       return { digest, size };
     } catch (e) {
       await rm(tmp, { force: true }).catch(() => {});
@@ -148,14 +158,15 @@ export class OciLayoutWriter {
   }
 
   /**
-   * Add a blob. With `expected`, an existing blob of that digest and size is reused without
-   * reading the input (a function input is then never called), and new bytes are verified.
+   * Add a blob. With `expected`, an existing blob of that digest and size whose bytes hash to
+   * the digest is reused without reading the input (a function input is then never called), and
+   * new bytes are verified.
    */
   async addBlob(input: BlobInput, opts: AddBlobOptions = {}): Promise<{ digest: string; size: number }> {
     const what = opts.what ?? (opts.expected ? `blob ${opts.expected.digest}` : 'blob');
     if (opts.expected) {
       checkDigest(opts.expected.digest, what);
-      if (await this.hasBlob(opts.expected.digest, opts.expected.size)) {
+      if ((await this.hasBlob(opts.expected.digest, opts.expected.size)) && (await this.blobIntact(opts.expected.digest))) {
         if (input instanceof Readable) input.destroy();
         const st = await stat(this.blobPath(opts.expected.digest));
         return { digest: opts.expected.digest, size: st.size };
