@@ -77,8 +77,24 @@ t.test('Docker schema 2 images (pushed by skopeo --format v2s2) are read with Do
 t.test('TLS verification is on by default (http registry is refused)', async (t) => {
   const host = await startRegistry(t);
   const dir = await tempDir(t);
-  await t.rejects(openImage(`docker://${host}/nothing/here:v1`, { tmpDir: dir }), { constructor: SkopeoError, message: /skopeo copy docker:\/\/127\.0\.0\.1:\d+\/nothing\/here:v1 .* failed .*(http|HTTP)/ });
+  const pull = openImage(`docker://${host}/nothing/here:v1`, { tmpDir: dir });
+  await t.rejects(pull, { constructor: SkopeoError, message: /^docker:\/\/127\.0\.0\.1:\d+\/nothing\/here:v1: skopeo copy failed .*(http|HTTP)/ });
+  await t.rejects(pull, { message: /^(?!.*ostree-oci-pull-)/ }, 'the message does not name the temporary copy');
   await t.rejects(openImage(`docker://${host}/nothing/here:v1`, { tlsVerify: false, tmpDir: dir }), { constructor: SkopeoError, message: /manifest unknown|not found/i });
   const { readdir } = await import('node:fs/promises');
   t.same(await readdir(dir), [], 'failed pulls leave no temp dirs');
+});
+
+t.test('a failed push names the registry reference, not the temporary layout, and leaves no temp dir', async (t) => {
+  const host = await startRegistry(t);
+  const dir = await tempDir(t);
+  const ref = `docker://${host}/ostree-oci/refused:v1`;
+  const w = await createImageWriter(ref, { tmpDir: dir }); // TLS verification on: the http registry refuses
+  await w.addLayer(streamOf(await makeTar([{ name: 'a', type: 'file', content: 'a' }])), { compression: 'gzip' });
+  const push = w.commit({ config: { architecture: 'amd64', os: 'linux' } });
+  await t.rejects(push, { constructor: SkopeoError, message: new RegExp(`^${ref.replace(/[.]/g, '\\.')}: skopeo copy failed .*(http|HTTP)`) });
+  await t.rejects(push, { message: /^(?!.*ostree-oci-push-)/ }, 'the message does not name the temporary layout');
+  await w.abort();
+  const { readdir } = await import('node:fs/promises');
+  t.same(await readdir(dir), [], 'no ostree-oci-push- temp dir left');
 });

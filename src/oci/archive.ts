@@ -62,11 +62,12 @@ function ustarHeader(name: string, dir: boolean, size: number): Buffer {
 const COPY_CHUNK = 4 << 20;
 
 /**
- * Tar the layout directory `dir` into `target` atomically (see module comment). Headers are
+ * Tar the layout directory `dir` into `target` atomically (see module comment); `name` names
+ * the archive in messages. Headers are
  * encoded here and each blob is copied with large positional reads/writes (no per-chunk stream
  * machinery); the bytes are the same as tar-stream's pack produces.
  */
-export async function packLayoutToArchive(dir: string, target: string): Promise<void> {
+export async function packLayoutToArchive(dir: string, target: string, name = `oci-archive:${target}`): Promise<void> {
   const tmp = join(dirname(target), `.${basename(target)}.tmp-${randomBytes(6).toString('hex')}`);
   try {
     const entries: { rel: string; dir: boolean; size: number }[] = [];
@@ -125,7 +126,7 @@ export async function packLayoutToArchive(dir: string, target: string): Promise<
     await rename(tmp, target);
   } catch (e) {
     await rm(tmp, { force: true }).catch(() => {});
-    throw contextError(e as Error, `oci-archive:${target}: writing archive`);
+    throw contextError(e as Error, `${name}: writing archive`);
   }
 }
 

@@ -7,7 +7,8 @@
  * config's `rootfs.diff_ids[i]`. A consumer must therefore read a stream to its end before
  * trusting what it got (tar extractors do).
  */
-import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -100,13 +101,34 @@ function defaultTmpDir(opts: TransportOptions): string {
   return opts.tmpDir ?? process.env['OSTREE_OCI_TMPDIR'] ?? '/var/tmp';
 }
 
-async function makeTemp(parent: string, prefix: string): Promise<string> {
+/** A temporary directory that lives until its `remove()`. */
+interface TempDir {
+  path: string;
+  remove(): Promise<void>;
+  /** Keep it: nothing to remove any more. */
+  keep(): void;
+}
+
+/** A temp dir under `parent`, else under os.tmpdir(). */
+function makeTemp(parent: string, prefix: string): TempDir {
+  let path: string;
   try {
-    await mkdir(parent, { recursive: true });
-    return await mkdtemp(join(parent, prefix));
+    mkdirSync(parent, { recursive: true });
+    path = mkdtempSync(join(parent, prefix));
   } catch {
-    return mkdtemp(join(tmpdir(), prefix));
+    path = mkdtempSync(join(tmpdir(), prefix));
   }
+  return tempDirAt(path);
+}
+
+function tempDirAt(path: string): TempDir {
+  return {
+    path,
+    async remove() {
+      await rm(path, { recursive: true, force: true });
+    },
+    keep() {},
+  };
 }
 
 /** Verified raw stream of `desc` from `source`. */
@@ -283,14 +305,15 @@ export async function openSource(ref: ImageReference, opts: TransportOptions & {
     case 'oci-archive':
       return OciArchiveSource.open(ref.path);
     case 'docker': {
-      const tmp = await makeTemp(defaultTmpDir(opts), 'ostree-oci-pull-');
-      const cleanup = (): Promise<void> => rm(tmp, { recursive: true, force: true });
+      const temp = makeTemp(defaultTmpDir(opts), 'ostree-oci-pull-');
+      const tmp = temp.path;
+      const cleanup = (): Promise<void> => temp.remove();
       try {
         const platform: { os?: string; architecture?: string; variant?: string } = {};
         if (opts.platform?.os) platform.os = opts.platform.os;
         if (opts.platform?.architecture) platform.architecture = opts.platform.architecture;
         if (opts.platform?.variant) platform.variant = opts.platform.variant;
-        const copyOpts: Parameters<typeof skopeoCopy>[2] = { platform };
+        const copyOpts: Parameters<typeof skopeoCopy>[2] = { platform, name: formatImageReference(ref) };
         if (opts.tlsVerify === false) copyOpts.srcTlsVerify = false;
         if (opts.authFile) copyOpts.authFile = opts.authFile;
         await skopeoCopy(formatImageReference(ref), `dir:${tmp}`, copyOpts);
@@ -384,7 +407,10 @@ class Writer implements ImageWriter {
   constructor(
     readonly ref: ImageReference,
     readonly layout: OciLayoutWriter,
-    private readonly tempDir: string | undefined,
+    /** The temporary layout's directory (oci-archive:, docker://): removed when done either way. */
+    private readonly temp: TempDir | undefined,
+    /** Directories created for the destination (an archive's parents): removed by abort(). */
+    private readonly created: TempDir | undefined,
     private readonly opts: TransportOptions,
   ) {}
 
@@ -451,17 +477,18 @@ class Writer implements ImageWriter {
         tag !== undefined && this.ref.transport !== 'docker' ? { ...this.ref, tag } : this.ref,
       );
       if (this.ref.transport === 'oci-archive') {
-        await packLayoutToArchive(this.layout.dir, this.ref.path);
+        await packLayoutToArchive(this.layout.dir, this.ref.path, `oci-archive:${this.ref.path}`);
       } else if (this.ref.transport === 'docker') {
-        const digestFile = join(this.tempDir!, '.digest');
-        const copyOpts: Parameters<typeof skopeoCopy>[2] = { digestFile };
+        const digestFile = join(this.temp!.path, '.digest');
+        const copyOpts: Parameters<typeof skopeoCopy>[2] = { digestFile, name: reference };
         if (this.opts.tlsVerify === false) copyOpts.destTlsVerify = false;
         if (this.opts.authFile) copyOpts.authFile = this.opts.authFile;
         await skopeoCopy(`oci:${this.layout.dir}`, reference, copyOpts);
         manifestDigest = (await readFile(digestFile, 'utf8')).trim();
       }
       this.state = 'done';
-      if (this.tempDir) await rm(this.tempDir, { recursive: true, force: true });
+      await this.temp?.remove();
+      this.created?.keep();
       return { manifestDigest, manifest, manifestDescriptor: { ...desc, digest: manifestDigest }, reference };
     } catch (e) {
       this.state = 'open';
@@ -469,36 +496,55 @@ class Writer implements ImageWriter {
     }
   }
 
+  /** Drop temp files and whatever this writer added to the destination since it was opened. */
   async abort(): Promise<void> {
     this.state = 'done';
     await Promise.allSettled(this.pendingLayers);
-    if (this.tempDir) await rm(this.tempDir, { recursive: true, force: true });
+    this.layout.rollback();
+    await this.temp?.remove();
+    await this.created?.remove();
   }
 }
 
 /**
  * Start writing an image to `ref`. For `oci:` blobs go straight into the destination layout; for
  * `oci-archive:` into a temp layout next to the archive, tarred on commit; for `docker://` into a
- * temp layout that commit pushes with skopeo.
+ * temp layout that commit pushes with skopeo. Until commit, abort() leaves the destination as it
+ * was (an existing layout with the blobs it had, no new directories).
  */
 export async function createImageWriter(refIn: string | ImageReference, opts: TransportOptions = {}): Promise<ImageWriter> {
   const ref = toImageReference(refIn);
+  // Messages name the destination, not the temporary layout behind it.
+  const name = ref.transport === 'docker' ? formatImageReference(ref) : `${ref.transport}:${ref.path}`;
   switch (ref.transport) {
     case 'oci':
-      return new Writer(ref, await OciLayoutWriter.open(ref.path), undefined, opts);
+      return new Writer(ref, await OciLayoutWriter.open(ref.path), undefined, undefined, opts);
     case 'oci-archive': {
       const target = resolve(ref.path);
       const st = await stat(target).catch(() => undefined);
       if (st?.isDirectory()) throw new UsageError(`oci-archive:${ref.path} is a directory (did you mean oci:${ref.path}?)`);
-      const parent = dirname(target);
-      await mkdir(parent, { recursive: true });
-      const tmp = await mkdtemp(join(parent, `.${basename(target)}.layout-`));
-      return new Writer(ref, await OciLayoutWriter.open(tmp), tmp, opts);
+      let created: TempDir | undefined;
+      let temp: TempDir | undefined;
+      try {
+        const first = mkdirSync(dirname(target), { recursive: true });
+        if (first !== undefined) created = tempDirAt(first);
+        temp = tempDirAt(mkdtempSync(join(dirname(target), `.${basename(target)}.layout-`)));
+        return new Writer(ref, await OciLayoutWriter.open(temp.path, { name }), temp, created, opts);
+      } catch (e) {
+        await temp?.remove();
+        await created?.remove();
+        throw contextError(e as Error, `${name}: cannot create the archive`);
+      }
     }
     case 'docker': {
       if (ref.digest !== undefined) throw new UsageError(`cannot push to a digest reference: ${formatImageReference(ref)} (use a tag)`);
-      const tmp = await makeTemp(defaultTmpDir(opts), 'ostree-oci-push-');
-      return new Writer(ref, await OciLayoutWriter.open(join(tmp, 'layout')), tmp, opts);
+      const temp = makeTemp(defaultTmpDir(opts), 'ostree-oci-push-');
+      try {
+        return new Writer(ref, await OciLayoutWriter.open(join(temp.path, 'layout'), { name }), temp, undefined, opts);
+      } catch (e) {
+        await temp.remove();
+        throw e;
+      }
     }
   }
 }

@@ -30,6 +30,7 @@ export {
   type BlobInput,
   type AddBlobOptions,
   type PutManifestOptions,
+  type OpenLayoutOptions,
 } from './layout-writer.js';
 export { OciDirSource, OciArchiveSource, SkopeoDirSource, type BlobSource } from './source.js';
 export { packLayoutToArchive } from './archive.js';

@@ -5,13 +5,18 @@
  * size are computed, then renamed to `blobs/sha256/<hex>`, over a file already there: a name and
  * a size say nothing about the bytes of an existing blob, the new ones were just hashed. A blob
  * added with its expected digest is not written again when an existing file hashes to it.
- * Several blobs/layers may be written at once. JSON documents are written as canonical JSON (canonical-json.ts). index.json is replaced
- * atomically (temp + rename); updates from one writer are serialized, but there is no lock
- * against other processes writing the same layout at the same time.
+ * Several blobs/layers may be written at once. JSON documents are written as canonical JSON
+ * (canonical-json.ts). index.json is replaced atomically (temp + rename); updates from one writer
+ * are serialized, but there is no lock against other processes writing the same layout at the
+ * same time.
+ *
+ * A layout is left as it was when writing fails: open() checks an existing `oci-layout` and
+ * `index.json` before creating anything, and rollback() removes what the writer created since
+ * index.json was last written (temp files, new blobs, the directory or files open() created).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -79,37 +84,97 @@ export interface PutManifestOptions {
 
 const TMP_PREFIX = '.ostree-oci-tmp-';
 
+export interface OpenLayoutOptions {
+  /**
+   * How messages name the layout (default `oci:DIR`): a temporary layout is named after what it
+   * is written for (`oci-archive:FILE`, `docker://…`).
+   */
+  name?: string;
+}
+
 export class OciLayoutWriter {
   private indexQueue: Promise<unknown> = Promise.resolve();
+  /** Created by open() and not yet referenced by a written index.json (rollback removes them). */
+  private created: string[] = [];
+  /** Blob files this writer put where there was none, since index.json was last written. */
+  private readonly added = new Set<string>();
+  /** Temp files being written. */
+  private readonly temps = new Set<string>();
+  private rolledBack = false;
 
-  private constructor(readonly dir: string) {}
+  private constructor(
+    readonly dir: string,
+    /** The layout as messages name it. */
+    readonly name: string,
+  ) {}
 
-  /** Open a layout directory for writing, creating it (and `oci-layout`, `blobs/sha256`) if needed. */
-  static async open(dir: string): Promise<OciLayoutWriter> {
+  /**
+   * Open a layout directory for writing, creating it (and `oci-layout`, `blobs/sha256`) if
+   * needed. An existing `oci-layout` and `index.json` are checked first: a layout this writer
+   * could not update is refused before anything is written into it.
+   */
+  static async open(dir: string, opts: OpenLayoutOptions = {}): Promise<OciLayoutWriter> {
+    const w = new OciLayoutWriter(dir, opts.name ?? `oci:${dir}`);
+    const layoutFile = join(dir, 'oci-layout');
     try {
-      await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
-      const layoutFile = join(dir, 'oci-layout');
-      const existing = await readFile(layoutFile).catch(() => undefined);
-      if (existing === undefined) {
-        await writeFile(layoutFile, canonicalJsonBytes({ imageLayoutVersion: '1.0.0' }));
-      } else {
-        let v: unknown;
-        try {
-          v = JSON.parse(existing.toString('utf8'));
-        } catch {
-          throw new OciFormatError(`oci:${dir}: oci-layout is not valid JSON`);
+      const st = await stat(dir).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return undefined;
+        throw e;
+      });
+      if (st && !st.isDirectory()) throw new OciFormatError(`${w.name}: ${dir} exists and is not a directory`);
+      let hasLayoutFile = false;
+      if (st) {
+        const existing = await readFile(layoutFile).catch((e: NodeJS.ErrnoException) => {
+          if (e.code === 'ENOENT') return undefined;
+          throw e;
+        });
+        if (existing !== undefined) {
+          hasLayoutFile = true;
+          let v: unknown;
+          try {
+            v = JSON.parse(existing.toString('utf8'));
+          } catch {
+            throw new OciFormatError(`${w.name}: oci-layout is not valid JSON`);
+          }
+          if ((v as { imageLayoutVersion?: unknown })?.imageLayoutVersion !== '1.0.0')
+            throw new OciFormatError(`${w.name}: oci-layout imageLayoutVersion is not "1.0.0"`);
         }
-        if ((v as { imageLayoutVersion?: unknown })?.imageLayoutVersion !== '1.0.0')
-          throw new OciFormatError(`oci:${dir}: oci-layout imageLayoutVersion is not "1.0.0"`);
+        await w.readIndex();
+      }
+      const first = mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+      if (first !== undefined) w.track(() => w.created.push(first));
+      if (!hasLayoutFile) {
+        w.track(() => w.created.push(layoutFile));
+        writeFileSync(layoutFile, canonicalJsonBytes({ imageLayoutVersion: '1.0.0' }), { flag: 'wx' });
       }
     } catch (e) {
-      throw contextError(e as Error, `oci:${dir}: cannot create image layout`);
+      w.rollback();
+      throw contextError(e as Error, `${w.name}: cannot create image layout`);
     }
-    return new OciLayoutWriter(dir);
+    return w;
+  }
+
+  /** Record something rollback() must undo. */
+  private track(record: () => void): void {
+    if (this.rolledBack) throw new OciError(`${this.name}: the layout writer was rolled back`);
+    record();
+  }
+
+  /**
+   * Remove what this writer created since index.json was last written: temp files, blobs that
+   * were not there before, and what open() created (the directory itself when it did not exist).
+   * The writer is unusable afterwards.
+   */
+  rollback(): void {
+    this.rolledBack = true;
+    for (const p of [...this.temps, ...this.added, ...this.created.reverse()]) rmSync(p, { recursive: true, force: true });
+    this.temps.clear();
+    this.added.clear();
+    this.created = [];
   }
 
   blobPath(digest: string): string {
-    checkDigest(digest, `oci:${this.dir} blob`);
+    checkDigest(digest, `${this.name} blob`);
     return join(this.dir, 'blobs', 'sha256', digestHex(digest));
   }
 
@@ -129,8 +194,16 @@ export class OciLayoutWriter {
     return `sha256:${h.digest('hex')}` === digest;
   }
 
-  private tmpPath(): string {
-    return join(this.dir, `${TMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
+  /** A new temp file name in the layout root, removed by rollback() until untracked. */
+  private newTemp(): string {
+    const tmp = join(this.dir, `${TMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
+    this.track(() => this.temps.add(tmp));
+    return tmp;
+  }
+
+  private async dropTemp(tmp: string): Promise<void> {
+    await rm(tmp, { force: true }).catch(() => {});
+    this.temps.delete(tmp);
   }
 
   /**
@@ -144,16 +217,25 @@ export class OciLayoutWriter {
     /** Digest and size of the stored bytes when the last stage computes them itself (no hashing here). */
     known?: () => { digest: string; size: number },
   ): Promise<{ digest: string; size: number }> {
-    const tmp = this.tmpPath();
+    let tmp: string | undefined;
     const counter = known ? undefined : new HashCounter();
     try {
+      tmp = this.newTemp();
       await pipeline([source, ...stages, ...(counter ? [counter] : []), createWriteStream(tmp, { flags: 'wx' })]);
       const { digest, size } = counter ? { digest: counter.digest, size: counter.size } : known!();
-      await rename(tmp, this.blobPath(digest));
+      const final = this.blobPath(digest);
+      const existed = await stat(final).then(
+        () => true,
+        () => false,
+      );
+      if (!existed) this.track(() => this.added.add(final));
+      await rename(tmp, final);
       return { digest, size };
     } catch (e) {
-      await rm(tmp, { force: true }).catch(() => {});
-      throw contextError(e as Error, `oci:${this.dir}: writing ${what}`);
+      source.destroy(); // not consumed when there was no temp file
+      throw contextError(e as Error, `${this.name}: writing ${what}`);
+    } finally {
+      if (tmp) await this.dropTemp(tmp);
     }
   }
 
@@ -218,18 +300,36 @@ export class OciLayoutWriter {
       throw e;
     });
     if (!bytes) return { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
-    return parseIndex(bytes, `oci:${this.dir} index.json`);
+    return parseIndex(bytes, `${this.name} index.json`);
   }
 
-  /** Replace index.json atomically (canonical JSON). */
+  /**
+   * Replace index.json atomically (canonical JSON). What this writer created so far is then part
+   * of the layout: rollback() no longer removes it.
+   */
   async writeIndex(index: ImageIndex): Promise<void> {
-    const tmp = this.tmpPath();
+    let tmp: string | undefined;
+    let kept: { created: string[]; added: string[] } | undefined;
     try {
+      tmp = this.newTemp();
       await writeFile(tmp, canonicalJsonBytes(index), { flag: 'wx' });
+      // Restored when the rename fails.
+      kept = { created: this.created, added: [...this.added] };
+      this.created = [];
+      this.added.clear();
       await rename(tmp, join(this.dir, 'index.json'));
+      kept = undefined;
     } catch (e) {
-      await rm(tmp, { force: true }).catch(() => {});
-      throw contextError(e as Error, `oci:${this.dir}: writing index.json`);
+      if (kept && !this.rolledBack) {
+        const k = kept;
+        this.track(() => {
+          this.created = k.created;
+          for (const a of k.added) this.added.add(a);
+        });
+      }
+      throw contextError(e as Error, `${this.name}: writing index.json`);
+    } finally {
+      if (tmp) await this.dropTemp(tmp);
     }
   }
 

@@ -25,6 +25,11 @@ export interface SkopeoCopyOptions {
   /** Extra arguments placed before SRC DEST. */
   extraArgs?: string[];
   signal?: AbortSignal;
+  /**
+   * The image the user named, when SRC or DEST is a temporary copy of it: errors then name this
+   * instead of the temporary path.
+   */
+  name?: string;
 }
 
 const SKOPEO = process.env['OSTREE_OCI_SKOPEO'] ?? 'skopeo';
@@ -61,6 +66,7 @@ export async function skopeoCopy(src: string, dest: string, opts: SkopeoCopyOpti
   const args = skopeoCopyArgs(src, dest, opts);
   await new Promise<void>((resolve, reject) => {
     const child = spawn(SKOPEO, args, { stdio: ['ignore', 'ignore', 'pipe'], signal: opts.signal });
+    const what = opts.name !== undefined ? `${opts.name}: skopeo copy` : `skopeo copy ${src} → ${dest}`;
     let stderr = '';
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d: string) => {
@@ -69,7 +75,7 @@ export async function skopeoCopy(src: string, dest: string, opts: SkopeoCopyOpti
     child.on('error', (e: NodeJS.ErrnoException) => {
       reject(
         new SkopeoError(
-          e.code === 'ENOENT' ? `skopeo not found (needed for docker:// references; install skopeo)` : `skopeo copy ${src} ${dest}: ${e.message}`,
+          e.code === 'ENOENT' ? `skopeo not found (needed for docker:// references; install skopeo)` : `${what}: ${e.message}`,
           { args },
         ),
       );
@@ -79,7 +85,7 @@ export async function skopeoCopy(src: string, dest: string, opts: SkopeoCopyOpti
       const msg = stderr.trim().split('\n').filter(Boolean).pop() ?? '';
       const clean = msg.replace(/^time="[^"]*" level=\w+ msg="(.*)"$/, '$1').replace(/\\"/g, '"');
       reject(
-        new SkopeoError(`skopeo copy ${src} → ${dest} failed (${sig ?? `exit ${code}`}): ${clean}`, {
+        new SkopeoError(`${what} failed (${sig ?? `exit ${code}`}): ${clean}`, {
           args,
           exitCode: code,
           stderr,
