@@ -3,6 +3,7 @@
  * the public API. (Modules add their exports here as they land.)
  */
 export * from './errors.js';
+export { installSignalCleanup, runInterruptCleanup } from './cleanup.js';
 export { DEFAULT_LIMITS, LIMIT_NAMES, LIMITS_ENV, LimitError, parseLimits, resolveLimits, type ImportLimits } from './limits.js';
 export { Repo, RepoOpenError, ObjectType, RepoMode, OstreeError } from './ostree/repo.js';
 export type { LoadedCommit, FileObject, WalkEntry, WriteContentOptions, RepoModeName } from './ostree/repo.js';

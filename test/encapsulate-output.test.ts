@@ -5,13 +5,25 @@
  * the destination the user gave (never the temporary layout behind an archive or a push), and
  * leaves the destination as it was: no new directory, no blobs in an existing layout, nothing
  * next to an archive.
+ *
+ * Ctrl-C and kill: the CLI, stopped by SIGINT / SIGTERM / SIGHUP in the middle of a run, exits
+ * with 128 + the signal number and leaves no temporaries (`.ostree-oci-tmp-*` in an `oci:`
+ * layout, `.FILE.layout-*` next to an archive, `ostree-oci-push-*` / `ostree-oci-pull-*` in the
+ * temp dir, no skopeo still running on them), and the destination is as it was before.
+ *
+ * Each run is a real child process, signalled as soon as the temporary it must not leave behind
+ * appears (polled); the inputs are big enough (a 48 MiB incompressible file) that the run is
+ * still going then. A run that finished before the signal fails the exit-status check.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { ostreeInit } from '../scripts/lib/sample-tree.js';
 import { makeSampleRepo, type SampleRepo } from './container-helpers.js';
-import { cli, ensureBuilt, fixture, tmp } from './helpers/tmp.js';
+import { run as runTool, startRegistry } from './oci-helpers.js';
+import { CLI, cli, ensureBuilt, fixture, ostreeFsck, tmp } from './helpers/tmp.js';
 
 ensureBuilt();
 
@@ -45,6 +57,59 @@ function snapshot(dir: string): Record<string, string> {
   return out;
 }
 
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+  /** Whether the temporary had appeared (the signal was sent). */
+  signalled: boolean;
+}
+
+/**
+ * Run the CLI; once `appeared()` is true, send `sig`. Polls every 5 ms; gives up (and kills the
+ * child) after 120 s.
+ */
+function interrupt(args: string[], appeared: () => boolean, sig: NodeJS.Signals, env: NodeJS.ProcessEnv = {}): Promise<Result> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    let signalled = false;
+    p.stderr.on('data', (d) => (stderr += d));
+    const started = Date.now();
+    const poll = setInterval(() => {
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      if (appeared()) {
+        clearInterval(poll);
+        signalled = true;
+        p.kill(sig);
+      } else if (Date.now() - started > 120_000) {
+        clearInterval(poll);
+        p.kill('SIGKILL');
+      }
+    }, 5);
+    p.on('close', (code, signal) => {
+      clearInterval(poll);
+      resolve({ code, signal, stderr, signalled });
+    });
+  });
+}
+
+const has = (dir: string, prefix: string): boolean => existsSync(dir) && readdirSync(dir).some((n) => n.startsWith(prefix));
+
+/** Processes whose command line mentions `path` (a skopeo still copying into / out of it). */
+function processesUsing(path: string): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (cmd.includes(path)) found.push(`${pid}: ${cmd}`);
+    } catch {
+      /* gone */
+    }
+  }
+  return found;
+}
+
 t.test('a failed encapsulate names the destination and leaves it as it was', async (t) => {
   // a new oci: directory (and its new parent)
   const fresh = join(root, 'failed-new', 'img');
@@ -71,4 +136,59 @@ t.test('a failed encapsulate names the destination and leaves it as it was', asy
   t.match(r.stderr, new RegExp(`^error: oci-archive:${target}: writing gzip layer: `), 'names the archive');
   t.notMatch(r.stderr, /\.layout-/, 'not the temporary layout');
   t.notOk(existsSync(join(root, 'failed-arch')), 'no parent directories left behind');
+});
+
+function checkExit(t: Test, r: Result, sig: NodeJS.Signals, code: number): void {
+  t.ok(r.signalled, `the temporary appeared and ${sig} was sent`);
+  t.equal(r.code, code, `exit status ${code} (128 + ${sig}): ${r.stderr.trim()}`);
+  t.match(r.stderr, new RegExp(`interrupted by ${sig}`));
+}
+
+t.test('encapsulate into a new oci: directory, SIGINT while layers are written: no directory left', async (t) => {
+  const dir = join(root, 'new-oci', 'img');
+  const r = await interrupt(['encapsulate', '--repo', s.repo, 'main', `oci:${dir}:v1`], () => has(dir, '.ostree-oci-tmp-'), 'SIGINT');
+  checkExit(t, r, 'SIGINT', 130);
+  t.notOk(existsSync(join(root, 'new-oci')), 'the directories it created are gone');
+});
+
+t.test('encapsulate into an existing oci: layout, SIGTERM: layout as it was, no .ostree-oci-tmp-*', async (t) => {
+  const was = snapshot(base);
+  const r = await interrupt(['encapsulate', '--repo', s.repo, 'main', `oci:${base}:second`, '--max-layers', '2'], () => has(base, '.ostree-oci-tmp-'), 'SIGTERM');
+  checkExit(t, r, 'SIGTERM', 143);
+  t.same(snapshot(base), was, 'same files with the same bytes: no temporaries, no new blobs, index.json untouched');
+});
+
+t.test('encapsulate to oci-archive: with new parent directories, SIGHUP: no temp layout, no parents', async (t) => {
+  const parent = join(root, 'arch-parent');
+  const target = join(parent, 'sub', 'img.tar');
+  const r = await interrupt(['encapsulate', '--repo', s.repo, 'main', `oci-archive:${target}:v1`], () => has(join(parent, 'sub'), '.img.tar.layout-'), 'SIGHUP');
+  checkExit(t, r, 'SIGHUP', 129);
+  t.notOk(existsSync(parent), 'the parent directories it created are gone');
+});
+
+t.test('docker://: SIGINT during a push and during a pull leave no temp dirs and no skopeo running', async (t) => {
+  const host = await startRegistry(t);
+  const tmpDir = join(root, 'tmpdir');
+  mkdirSync(tmpDir);
+  const env = { OSTREE_OCI_TMPDIR: tmpDir };
+
+  // push: signalled once the temporary layout is complete and skopeo is pushing it
+  const pushRef = `docker://${host}/test/interrupted:v1`;
+  const pushing = (): boolean => readdirSync(tmpDir).some((d) => d.startsWith('ostree-oci-push-') && existsSync(join(tmpDir, d, 'layout', 'index.json')));
+  const r = await interrupt(['encapsulate', '--repo', s.repo, 'main', pushRef, '--no-tls-verify'], pushing, 'SIGINT', env);
+  checkExit(t, r, 'SIGINT', 130);
+  t.same(readdirSync(tmpDir), [], 'no ostree-oci-push-* left');
+  t.same(processesUsing(tmpDir), [], 'no skopeo left running');
+
+  // pull: an image in the registry, unencapsulate signalled as soon as its temp dir appears
+  await runTool('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${base}:first`, `docker://${host}/test/full:v1`]);
+  const repo = join(root, 'pull-repo');
+  ostreeInit(repo, 'bare-user');
+  const pulled = (): boolean => has(tmpDir, 'ostree-oci-pull-');
+  const u = await interrupt(['unencapsulate', '--repo', repo, `docker://${host}/test/full:v1`, '--no-tls-verify'], pulled, 'SIGINT', env);
+  checkExit(t, u, 'SIGINT', 130);
+  t.same(readdirSync(tmpDir), [], 'no ostree-oci-pull-* left');
+  t.same(processesUsing(tmpDir), [], 'no skopeo left running');
+  t.same(readdirSync(join(repo, 'refs', 'heads')), [], 'no ref in the repository');
+  t.doesNotThrow(() => ostreeFsck(repo), 'ostree fsck clean');
 });

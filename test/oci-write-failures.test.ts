@@ -2,13 +2,15 @@
  * Writing images when things go wrong: the blobs a writer stores end up correct even over a
  * damaged file of the same name and size; a failed or aborted write leaves the destination as it
  * was (no new directories, no blobs, nothing in an existing layout) and names the destination the
- * caller gave, not the temporary layout behind it.
+ * caller gave, not the temporary layout behind it; the cleanup registry that an interrupted CLI
+ * runs removes the same things.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
+import { pendingInterruptCleanups, runInterruptCleanup } from '../src/cleanup.js';
 import { createImageWriter, digestHex, openImage, rewriteManifest, type ImageWriter } from '../src/oci/index.js';
 import { collect, makeTar, pseudoRandom, sha256, streamOf, tempDir } from './oci-helpers.js';
 
@@ -110,16 +112,19 @@ t.test('a damaged blob with the right name and size is replaced by the verified 
   rot(blobFile(other, layer0));
   await rewriteManifest(`oci:${layout}:two`, `oci:${other}:y`, (a) => ({ ...a, copied: '1' }));
   t.equal(hashOf(blobFile(other, layer0)), layer0, 'copied layer blob repaired');
+  t.equal(pendingInterruptCleanups(), 0, 'nothing left registered for interruptions');
 });
 
 t.test('a failed write into a new oci: directory leaves no directory', async (t) => {
   const dir = await tempDir(t);
+  const before = pendingInterruptCleanups();
   const e = await failedWrite(`oci:${dir}/new/nested/img:v1`, tars);
   t.match(e.message, new RegExp(`^oci:${dir}/new/nested/img: writing gzip layer: source object missing`));
   t.notOk(existsSync(join(dir, 'new', 'nested', 'img')), 'layout directory removed');
   // the parents are the caller's: oci: creates only the layout directory's path as mkdir -p does,
   // and removes it from the first directory it created
   t.same(readdirSync(dir), [], 'nothing created under the temp dir remains');
+  t.equal(pendingInterruptCleanups(), before, 'nothing left registered for interruptions');
 });
 
 t.test('a failed write into an existing layout leaves every file as it was', async (t) => {
@@ -175,4 +180,51 @@ t.test('oci-archive: a failed write names the archive, and leaves no parents, te
   const was = snapshot(dir);
   await failedWrite(`oci-archive:${existing}:v2`, tars);
   t.same(snapshot(dir), was, 'archive unchanged, no temporaries');
+});
+
+t.test('runInterruptCleanup removes what a write under way created, and only that', async (t) => {
+  const dir = await tempDir(t);
+  const existing = join(dir, 'existing');
+  await writeImage(`oci:${existing}:old`, [tars[1]!]);
+  const was = snapshot(existing);
+  const archive = join(dir, 'arch', 'img.tar');
+  const targets = [`oci:${existing}:new`, `oci:${dir}/fresh`, `oci-archive:${archive}`];
+  const writers: ImageWriter[] = [];
+  const stalled: Readable[] = [];
+  for (const ref of targets) {
+    const w = await createImageWriter(ref);
+    writers.push(w);
+    await w.addLayer(streamOf(tars[0]!), { compression: 'gzip' }); // a finished blob
+    const s = new Readable({ read() {} }); // and one being written, never ending
+    s.push(tars[1]!.subarray(0, 10_000));
+    stalled.push(s);
+    void w.addLayer(s, { compression: 'gzip' }).catch(() => {});
+  }
+  // wait until every stalled layer has its temp file
+  const temps = (): number =>
+    [existing, join(dir, 'fresh')].reduce((n, d) => n + readdirSync(d).filter((f) => f.startsWith('.ostree-oci-tmp-')).length, 0) +
+    (existsSync(join(dir, 'arch')) ? readdirSync(join(dir, 'arch')).filter((f) => f.startsWith('.img.tar.layout-')).length : 0);
+  for (let i = 0; i < 500 && temps() < 3; i++) await new Promise((r) => setTimeout(r, 10));
+  t.equal(temps(), 3, 'temp files and the temp layout exist while the writes are under way');
+  t.ok(pendingInterruptCleanups() > 0, 'registered');
+
+  runInterruptCleanup();
+  t.equal(pendingInterruptCleanups(), 0, 'the registry is empty afterwards');
+  t.same(snapshot(existing), was, 'existing layout as it was');
+  t.notOk(existsSync(join(dir, 'fresh')), 'new layout removed');
+  t.notOk(existsSync(join(dir, 'arch')), 'the archive’s new parent directory and temp layout removed');
+  for (const s of stalled) s.destroy();
+  for (const w of writers) await w.abort();
+  t.same(readdirSync(dir), ['existing']);
+  t.same(snapshot(existing), was);
+});
+
+t.test('a committed write is kept by a later interruption cleanup', async (t) => {
+  const dir = await tempDir(t);
+  await writeImage(`oci:${dir}/img:v1`, tars);
+  await writeImage(`oci-archive:${dir}/a/b.tar:v1`, tars);
+  const was = snapshot(dir);
+  runInterruptCleanup();
+  t.same(snapshot(dir), was);
+  t.ok(statSync(join(dir, 'a', 'b.tar')).isFile());
 });

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderError } from './output.js';
+import { installSignalCleanup } from '../cleanup.js';
 import { LIMITS_ENV, parseLimits } from '../limits.js';
 interface CommandModule {
   register(program: Command): void;
@@ -86,6 +87,8 @@ export async function buildProgram(argv: string[] = process.argv): Promise<Comma
 }
 
 async function main(argv: string[]): Promise<number> {
+  // Ctrl-C / kill: remove temporaries and half-written outputs before exiting (src/cleanup.ts).
+  installSignalCleanup();
   const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv);

@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { registerTempPath } from '../cleanup.js';
 import { contextError } from './stream-util.js';
 
 async function walk(root: string, rel: string, out: { rel: string; dir: boolean; size: number }[]): Promise<void> {
@@ -69,6 +70,7 @@ const COPY_CHUNK = 4 << 20;
  */
 export async function packLayoutToArchive(dir: string, target: string, name = `oci-archive:${target}`): Promise<void> {
   const tmp = join(dirname(target), `.${basename(target)}.tmp-${randomBytes(6).toString('hex')}`);
+  const unregister = registerTempPath(tmp);
   try {
     const entries: { rel: string; dir: boolean; size: number }[] = [];
     await walk(dir, '', entries);
@@ -127,6 +129,8 @@ export async function packLayoutToArchive(dir: string, target: string, name = `o
   } catch (e) {
     await rm(tmp, { force: true }).catch(() => {});
     throw contextError(e as Error, `${name}: writing archive`);
+  } finally {
+    unregister();
   }
 }
 

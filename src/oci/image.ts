@@ -12,6 +12,7 @@ import { readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
+import { registerTempPath } from '../cleanup.js';
 import { OstreeOciError, UsageError } from '../errors.js';
 import { resolveLimits, type ImportLimits } from '../limits.js';
 import { DecompressedSizeLimit } from './limit-stream.js';
@@ -101,15 +102,15 @@ function defaultTmpDir(opts: TransportOptions): string {
   return opts.tmpDir ?? process.env['OSTREE_OCI_TMPDIR'] ?? '/var/tmp';
 }
 
-/** A temporary directory that lives until its `remove()`. */
+/** A temporary directory that lives until its `remove()`; an interrupted CLI removes it too. */
 interface TempDir {
   path: string;
   remove(): Promise<void>;
-  /** Keep it: nothing to remove any more. */
+  /** Keep it: no longer removed on interruption. */
   keep(): void;
 }
 
-/** A temp dir under `parent`, else under os.tmpdir(). */
+/** A temp dir under `parent`, else under os.tmpdir(). Synchronous: registered before a signal can run. */
 function makeTemp(parent: string, prefix: string): TempDir {
   let path: string;
   try {
@@ -122,12 +123,14 @@ function makeTemp(parent: string, prefix: string): TempDir {
 }
 
 function tempDirAt(path: string): TempDir {
+  const unregister = registerTempPath(path);
   return {
     path,
     async remove() {
       await rm(path, { recursive: true, force: true });
+      unregister();
     },
-    keep() {},
+    keep: unregister,
   };
 }
 

@@ -13,13 +13,15 @@
  * A layout is left as it was when writing fails: open() checks an existing `oci-layout` and
  * `index.json` before creating anything, and rollback() removes what the writer created since
  * index.json was last written (temp files, new blobs, the directory or files open() created).
+ * rollback() is registered with cleanup.ts meanwhile, so an interrupted CLI does the same.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { onInterrupt, removePathSync } from '../cleanup.js';
 import { canonicalJsonBytes } from './canonical-json.js';
 import { checkZstdLevel, compressionStages, resolveLevel, ZstdWorkerCompressStream } from './compression.js';
 import { digestHex, HashCounter, sha256Digest, VerifyStream, type Expected } from './digest.js';
@@ -100,6 +102,7 @@ export class OciLayoutWriter {
   private readonly added = new Set<string>();
   /** Temp files being written. */
   private readonly temps = new Set<string>();
+  private unregister: (() => void) | undefined;
   private rolledBack = false;
 
   private constructor(
@@ -141,6 +144,7 @@ export class OciLayoutWriter {
         }
         await w.readIndex();
       }
+      // Synchronous, so that what was created is recorded before a signal handler can run.
       const first = mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
       if (first !== undefined) w.track(() => w.created.push(first));
       if (!hasLayoutFile) {
@@ -154,20 +158,31 @@ export class OciLayoutWriter {
     return w;
   }
 
-  /** Record something rollback() must undo. */
+  /** Record something rollback() must undo, registering rollback() for interruptions meanwhile. */
   private track(record: () => void): void {
     if (this.rolledBack) throw new OciError(`${this.name}: the layout writer was rolled back`);
     record();
+    this.unregister ??= onInterrupt(() => this.rollback());
+  }
+
+  /** Unregister from interruptions once nothing is left to undo. */
+  private release(): void {
+    if (this.created.length === 0 && this.added.size === 0 && this.temps.size === 0) {
+      this.unregister?.();
+      this.unregister = undefined;
+    }
   }
 
   /**
    * Remove what this writer created since index.json was last written: temp files, blobs that
    * were not there before, and what open() created (the directory itself when it did not exist).
-   * The writer is unusable afterwards.
+   * Synchronous: it also runs from the CLI's signal handler. The writer is unusable afterwards.
    */
   rollback(): void {
     this.rolledBack = true;
-    for (const p of [...this.temps, ...this.added, ...this.created.reverse()]) rmSync(p, { recursive: true, force: true });
+    this.unregister?.();
+    this.unregister = undefined;
+    for (const p of [...this.temps, ...this.added, ...this.created.reverse()]) removePathSync(p);
     this.temps.clear();
     this.added.clear();
     this.created = [];
@@ -204,6 +219,7 @@ export class OciLayoutWriter {
   private async dropTemp(tmp: string): Promise<void> {
     await rm(tmp, { force: true }).catch(() => {});
     this.temps.delete(tmp);
+    this.release();
   }
 
   /**
@@ -224,6 +240,7 @@ export class OciLayoutWriter {
       await pipeline([source, ...stages, ...(counter ? [counter] : []), createWriteStream(tmp, { flags: 'wx' })]);
       const { digest, size } = counter ? { digest: counter.digest, size: counter.size } : known!();
       const final = this.blobPath(digest);
+      // Recorded before the rename, so that an interruption right after it removes the blob.
       const existed = await stat(final).then(
         () => true,
         () => false,
@@ -313,7 +330,8 @@ export class OciLayoutWriter {
     try {
       tmp = this.newTemp();
       await writeFile(tmp, canonicalJsonBytes(index), { flag: 'wx' });
-      // Restored when the rename fails.
+      // Settled before the rename: an interruption in between leaves unreferenced blobs, never an
+      // index.json naming removed ones. Restored when the rename fails.
       kept = { created: this.created, added: [...this.added] };
       this.created = [];
       this.added.clear();

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { registerChild } from '../cleanup.js';
 import { SkopeoError } from './errors.js';
 
 export interface SkopeoCopyOptions {
@@ -66,6 +67,8 @@ export async function skopeoCopy(src: string, dest: string, opts: SkopeoCopyOpti
   const args = skopeoCopyArgs(src, dest, opts);
   await new Promise<void>((resolve, reject) => {
     const child = spawn(SKOPEO, args, { stdio: ['ignore', 'ignore', 'pipe'], signal: opts.signal });
+    // skopeo writes into (or reads from) our temporaries: an interruption stops it first.
+    const unregister = registerChild(child);
     const what = opts.name !== undefined ? `${opts.name}: skopeo copy` : `skopeo copy ${src} → ${dest}`;
     let stderr = '';
     child.stderr.setEncoding('utf8');
@@ -73,6 +76,7 @@ export async function skopeoCopy(src: string, dest: string, opts: SkopeoCopyOpti
       stderr = (stderr + d).slice(-8192);
     });
     child.on('error', (e: NodeJS.ErrnoException) => {
+      unregister();
       reject(
         new SkopeoError(
           e.code === 'ENOENT' ? `skopeo not found (needed for docker:// references; install skopeo)` : `${what}: ${e.message}`,
@@ -81,6 +85,7 @@ export async function skopeoCopy(src: string, dest: string, opts: SkopeoCopyOpti
       );
     });
     child.on('close', (code, sig) => {
+      unregister();
       if (code === 0) return resolve();
       const msg = stderr.trim().split('\n').filter(Boolean).pop() ?? '';
       const clean = msg.replace(/^time="[^"]*" level=\w+ msg="(.*)"$/, '$1').replace(/\\"/g, '"');

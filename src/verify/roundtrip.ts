@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { registerTempPath } from '../cleanup.js';
 import { encapsulate } from '../container/encapsulate.js';
 import { unencapsulate } from '../container/unencapsulate.js';
 import { commitComposefsDigest, COMPOSEFS_DIGEST_KEY_V0 } from '../composefs/from-commit.js';
@@ -45,6 +46,7 @@ export async function roundtrip(repo: Repo, rev: string, opts: RoundtripOptions 
   const source = repo.loadCommit(rev);
   const sourceMeta = repo.readCommitMetaBytes(source.checksum);
   const work = mkdtempSync(join(tmpdir(), 'ostree-oci-roundtrip-'));
+  const unregister = opts.keep ? () => {} : registerTempPath(work);
   const image = opts.via ?? `oci-archive:${join(work, 'image.ociarchive')}:roundtrip`;
   const steps: RoundtripStep[] = [];
   const hasDigest = source.commit.metadata.some(([k]) => k === COMPOSEFS_DIGEST_KEY_V0);
@@ -119,6 +121,7 @@ export async function roundtrip(repo: Repo, rev: string, opts: RoundtripOptions 
   } finally {
     fresh?.close();
     if (!opts.keep) rmSync(work, { recursive: true, force: true });
+    unregister();
   }
   const ok = !steps.some((s) => s.status === 'fail') && steps.some((s) => s.name === 'verify' && s.status === 'pass');
   return { commit: source.checksum, image, ...(manifestDigest ? { manifestDigest } : {}), steps, ok, ...(opts.keep ? { workDir: work } : {}) };
