@@ -108,6 +108,7 @@ export const ostree_repo_commit_transaction = ostree.func(
 export const ostree_repo_abort_transaction = ostree.func(
   'int ostree_repo_abort_transaction(void *self, void *c, _Out_ void **err)',
 );
+export const ostree_validate_rev = ostree.func('int ostree_validate_rev(const char *rev, _Out_ void **err)');
 export const ostree_repo_transaction_set_ref = ostree.func(
   'void ostree_repo_transaction_set_ref(void *self, const char *remote, const char *ref, const char *checksum)',
 );

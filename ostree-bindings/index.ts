@@ -179,6 +179,15 @@ function settleWrite(
   };
 }
 
+/**
+ * libostree's own check of a ref name (`ostree_validate_rev`: fragments of `[-._\w\d]` joined by
+ * single slashes); throws its OstreeError ("Invalid ref name …") when libostree would refuse it.
+ */
+export function validateRev(rev: string): void {
+  const err: Out<Ptr> = [null];
+  check(F.ostree_validate_rev(rev, err), err, 'ref');
+}
+
 const ENODATA = koffi.os.errno.ENODATA;
 /** XATTR_SIZE_MAX: no value can be longer, so one buffer serves every call. */
 const xattrBuffer = Buffer.allocUnsafe(65536);

@@ -13,7 +13,7 @@ import { composefsFromCommit, COMPOSEFS_DIGEST_KEY_V0 } from '../src/composefs/f
 import { commitWithComposefsDigest } from '../src/composefs/commit-metadata.js';
 import { pseudoRandomBytes, writeSampleTree } from '../scripts/lib/sample-tree.js';
 import { ensureBookwormRootfs } from '../scripts/lib/bookworm-rootfs.js';
-import { cli, ostreeFsck, ROOT, tmp } from './helpers/tmp.js';
+import { cli, ostreeFsck, repoState, ROOT, tmp } from './helpers/tmp.js';
 
 const ORACLE = join(ROOT, 'scripts', 'oracle.sh');
 const oracle = (...args: string[]) => execFileSync(ORACLE, ['run', ...args], { encoding: 'utf8', maxBuffer: 1 << 28 });
@@ -117,6 +117,25 @@ t.test('commit-composefs writes what ostree --generate-composefs-metadata would;
   t.equal(r.status, 0, r.stdout);
   t.equal(JSON.parse(r.stdout).checks[0].status, 'pass');
   t.doesNotThrow(() => ostreeFsck(repoPath));
+  // ostree commit -b plain bound the source to `plain`; the new commit is bound to `sealed`, so a
+  // pull of `sealed` (which checks the binding) accepts it.
+  const binding = (ref: string): string => execFileSync('ostree', ['show', `--repo=${repoPath}`, ref, '--print-metadata-key=ostree.ref-binding'], { encoding: 'utf8' }).trim();
+  t.equal(binding('plain'), "['plain']", 'the source is bound to its branch');
+  t.equal(binding('sealed'), "['sealed']", 'the new commit is bound to BRANCH');
+  const pulled = join(d, 'pulled');
+  execFileSync('ostree', ['init', `--repo=${pulled}`, '--mode=bare-user']);
+  execFileSync('ostree', ['remote', 'add', `--repo=${pulled}`, '--no-gpg-verify', 'src', `file://${repoPath}`]);
+  const pull = spawnSync('ostree', ['pull', `--repo=${pulled}`, 'src', 'sealed'], { encoding: 'utf8' });
+  t.equal(pull.status, 0, `ostree pull src sealed: ${pull.stderr}`);
+  // Bad branch names and branches that collide with existing refs: usage errors, nothing written.
+  execFileSync('ostree', ['refs', `--repo=${repoPath}`, '--create=dir/leaf', 'plain']);
+  const before = repoState(repoPath);
+  for (const [bad, why] of [['bad ref', /invalid ref name "bad ref"/], ['../up', /invalid ref name/], ['', /invalid ref name ""/], ['dir', /refs exist below it/], ['plain/x', /ref plain exists/]] as const) {
+    const e = cli(['commit-composefs', '--repo', repoPath, 'plain', '-b', bad]);
+    t.equal(e.status, 2, `-b ${JSON.stringify(bad)}: exit 2`);
+    t.match(e.stderr, why, `-b ${JSON.stringify(bad)}: says why`);
+  }
+  t.equal(repoState(repoPath), before, 'refused branches: nothing written');
 
   // Content of one file changed (the object rewritten in place): the recomputed digest differs.
   const repo = Repo.open(repoPath);

@@ -6,10 +6,11 @@
  */
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
-import { Repo } from '../src/ostree/repo.js';
+import { ObjectType, Repo } from '../src/ostree/repo.js';
+import { serializeDirMeta } from '../src/gvariant/ostree-types.js';
 import { contentChecksum } from '../src/ostree/checksum.js';
 import { ostreeInit } from '../scripts/lib/sample-tree.js';
 import {
@@ -21,6 +22,7 @@ import {
   readTarEntries,
   replaceLayerTar,
   rewriteLayer,
+  stagedFiles,
   writeConfigAndManifest,
   type LayerEntry,
   type SampleRepo,
@@ -75,6 +77,7 @@ function expectRejected(t: Parameters<Parameters<typeof t.test>[1]>[0], imgref: 
   t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
   t.equal(execFileSync('ostree', ['refs', `--repo=${dst}`], { encoding: 'utf8' }), '', 'no ref written');
   t.equal(countObjects(dst), 0, 'no objects left behind');
+  t.equal(stagedFiles(dst), 0, 'nothing left staged for the next transaction to publish');
   t.match(ostreeFsck(dst), /completed successfully|no errors/, 'ostree fsck clean');
 }
 
@@ -271,6 +274,54 @@ t.test('commit verification options and image labels', async (t) => {
   v3.config.rootfs.diff_ids.push(`sha256:${execFileSync('sha256sum', { input: layerTar, encoding: 'utf8' }).slice(0, 64)}`);
   writeConfigAndManifest(derived, v3);
   expectRejected(t, `oci:${derived}`, /image has 1 non-ostree layers/);
+});
+
+t.test('--ref is checked before anything is imported', async (t) => {
+  const dst = join(root, `dst-${n++}`);
+  ostreeInit(dst, 'bare-user');
+  mkdirSync(join(dst, 'tree'));
+  writeFileSync(join(dst, 'tree', 'f'), 'x');
+  execFileSync('ostree', ['commit', `--repo=${dst}`, '-b', 'a/b', join(dst, 'tree')]);
+  rmSync(join(dst, 'tree'), { recursive: true });
+  const objects = countObjects(dst);
+  const cases: Array<[string, RegExp]> = [
+    ['bad ref', /invalid ref name "bad ref"/],
+    ['../escape', /invalid ref name/],
+    ['/abs', /invalid ref name/],
+    ['x/', /invalid ref name/],
+    ['', /invalid ref name ""/],
+    ['remote:foo', /invalid ref name "remote:foo"/],
+    ['a', /cannot create ref a in .*: refs exist below it/],
+    ['a/b/c', /cannot create ref a\/b\/c in .*: ref a\/b exists/],
+  ];
+  for (const [ref, why] of cases) {
+    const r = cli(['unencapsulate', '--repo', dst, `oci:${single}`, '--ref', ref]);
+    t.equal(r.status, 2, `--ref ${JSON.stringify(ref)}: usage error`);
+    t.match(r.stderr, why, `--ref ${JSON.stringify(ref)}: says why`);
+  }
+  t.equal(countObjects(dst), objects, 'no object imported');
+  t.equal(stagedFiles(dst), 0, 'nothing staged');
+  t.equal(execFileSync('ostree', ['refs', `--repo=${dst}`], { encoding: 'utf8' }), 'a/b\n', 'refs unchanged');
+  const ok = cli(['unencapsulate', '--repo', dst, `oci:${single}`, '--ref', 'a/c']);
+  t.equal(ok.status, 0, `a ref beside an existing one works: ${ok.stderr}`);
+});
+
+t.test('objects another transaction left staged are not published by ours', async (t) => {
+  const dst = join(root, `dst-${n++}`);
+  ostreeInit(dst, 'bare-user');
+  // An aborted transaction (as an interrupted pull leaves it): libostree keeps its staging
+  // directory and the next transaction resumes into it.
+  const repo = Repo.open(dst);
+  const stray = serializeDirMeta({ uid: 0, gid: 0, mode: 0o40700, xattrs: [] });
+  repo.native.prepareTransaction();
+  const strayCsum = repo.native.writeMetadata(ObjectType.DIR_META, null, stray);
+  repo.native.abortTransaction();
+  repo.close();
+  t.equal(stagedFiles(dst), 1, 'libostree left the stray object staged');
+  const r = cli(['unencapsulate', '--repo', dst, `oci:${single}`, '--ref', 'imported']);
+  t.equal(r.status, 0, r.stderr);
+  t.notOk(existsSync(join(dst, 'objects', strayCsum.slice(0, 2), `${strayCsum.slice(2)}.dirmeta`)), 'the stray object was not published with the import');
+  t.match(ostreeFsck(dst), /completed successfully|no errors/, 'ostree fsck clean');
 });
 
 t.test('a repository that runs out of room mid-import: libostree write error, nothing left behind', async (t) => {

@@ -66,6 +66,24 @@ export function countObjects(repo: string): number {
   return n;
 }
 
+/**
+ * Files inside libostree's staging directories (`tmp/staging-*`): what the next transaction on the
+ * repository, by any tool, would move into objects/.
+ */
+export function stagedFiles(repo: string): number {
+  let n = 0;
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(dir, e.name));
+      else n++;
+    }
+  };
+  for (const e of readdirSync(join(repo, 'tmp'), { withFileTypes: true })) {
+    if (e.isDirectory() && e.name.startsWith('staging-')) walk(join(repo, 'tmp', e.name));
+  }
+  return n;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Layer entries
 

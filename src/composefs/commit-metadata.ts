@@ -6,8 +6,9 @@
 import { ObjectType, type Repo } from '../ostree/repo.js';
 import { serializeCommit, setMetadata } from '../gvariant/ostree-types.js';
 import { sha256Hex } from '../ostree/checksum.js';
-import { UsageError } from '../errors.js';
 import { COMPOSEFS_DIGEST_KEY_V0, commitComposefsDigest } from './from-commit.js';
+
+const REF_BINDING_KEY = 'ostree.ref-binding';
 
 export interface CommitComposefsResult {
   source: string;
@@ -19,19 +20,20 @@ export interface CommitComposefsResult {
 
 /**
  * Write the new commit on `branch`. It keeps the source's subject, body, timestamp and other
- * metadata (so the result is reproducible); its parent is the branch's current head, as
- * `ostree commit -b` would do (none when the branch does not exist yet).
+ * metadata (so the result is reproducible), except that an `ostree.ref-binding` names `branch`;
+ * its parent is the branch's current head, as `ostree commit -b` would do (none when the branch
+ * does not exist yet).
  */
 export async function commitWithComposefsDigest(repo: Repo, rev: string, branch: string): Promise<CommitComposefsResult> {
-  if (!branch || branch.startsWith('/') || branch.includes('..')) throw new UsageError(`invalid branch name "${branch}"`);
+  repo.checkNewRef(branch);
   const src = repo.loadCommit(rev);
   const digest = await commitComposefsDigest(repo, src.checksum);
   const parent = repo.resolveRevIfExists(branch);
-  const bytes = serializeCommit({
-    ...src.commit,
-    parent,
-    metadata: setMetadata(src.commit.metadata, COMPOSEFS_DIGEST_KEY_V0, { type: 'ay', value: digest }),
-  });
+  let metadata = setMetadata(src.commit.metadata, COMPOSEFS_DIGEST_KEY_V0, { type: 'ay', value: digest });
+  // `ostree commit -b BRANCH` binds its commit to BRANCH. A binding copied from the source names
+  // the source's refs, and a pull of BRANCH would refuse the new commit.
+  if (metadata.some(([k]) => k === REF_BINDING_KEY)) metadata = setMetadata(metadata, REF_BINDING_KEY, { type: 'as', value: [branch] });
+  const bytes = serializeCommit({ ...src.commit, parent, metadata });
   const commit = sha256Hex(bytes);
   await repo.transaction(async (r) => {
     r.writeMetadata(ObjectType.COMMIT, commit, bytes);

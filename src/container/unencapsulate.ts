@@ -87,6 +87,9 @@ export async function unencapsulate(repo: Repo, imgref: string | ImageReference,
   if (opts.tmpDir !== undefined) openOpts.tmpDir = opts.tmpDir;
   if (opts.authFile !== undefined) openOpts.authFile = opts.authFile;
   if (opts.platform !== undefined) openOpts.platform = opts.platform;
+  // Before anything is fetched or staged: libostree checks the name only when the transaction
+  // commits, after the objects are already in the store.
+  if (opts.ref !== undefined) repo.checkNewRef(opts.ref);
   const img = await openImage(imgref, openOpts);
   try {
     const where = `image ${img.manifestDigest} in ${img.source.location}`;
@@ -121,7 +124,7 @@ export async function unencapsulate(repo: Repo, imgref: string | ImageReference,
       for (const i of layout.chunks) await importer.importLayer(img.openLayer(i, layerOpts), 'object-set', layerName(i));
       const r = await importer.finish();
       crashPoint();
-      if (opts.ref) repo.setRef(opts.ref, r.checksum);
+      if (opts.ref !== undefined) repo.setRef(opts.ref, r.checksum);
       crashPoint();
       return r;
     });
@@ -133,7 +136,7 @@ export async function unencapsulate(repo: Repo, imgref: string | ImageReference,
       layers: total,
       stats: imported.stats,
     };
-    if (opts.ref) result.ref = opts.ref;
+    if (opts.ref !== undefined) result.ref = opts.ref;
     return result;
   } finally {
     await img.close();

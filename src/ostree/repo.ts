@@ -5,7 +5,7 @@
  * expected checksum that is verified twice — in TypeScript before/while the bytes flow and by
  * libostree's verifying writes (never the `_trusted` variants).
  */
-import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, realpathSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import {
@@ -15,6 +15,7 @@ import {
   REPO_MODE_NAMES,
   RepoMode,
   readXattr,
+  validateRev,
   type FileInfo,
   type NativeInputStream,
 } from '../../ostree-bindings/index.js';
@@ -98,6 +99,11 @@ const PATH_MAX = 4096;
  */
 function checksumArg(checksum: string): void {
   if (!isChecksum(checksum)) throw new UsageError(`"${checksum}" is not a checksum`);
+}
+
+/** Delete everything inside `dir`, keeping `dir`. */
+function emptyDir(dir: string): void {
+  for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
 }
 
 /** Up to `max` bytes from the start of a file. */
@@ -316,14 +322,21 @@ export class Repo {
    */
   async transaction<T>(fn: (repo: Repo) => Promise<T>): Promise<T> {
     if (this.inTransaction) throw new OstreeOciError(`a transaction is already open on ${this.path}`);
-    this.native.prepareTransaction();
+    const resumed = this.native.prepareTransaction();
     this.inTransaction = true;
+    // libostree stages objects in tmp/staging-*, and an aborted transaction leaves that directory
+    // for the next one to "resume": whatever it holds is moved into objects/ by the next commit of
+    // any transaction, unchecked. So a transaction of ours starts with nothing staged and, when it
+    // fails, deletes what it staged (while it still holds the directory's lock).
+    const staging = this.stagingDir();
+    if (resumed && staging) emptyDir(staging);
     try {
       const result = await fn(this);
       this.native.commitTransaction();
       this.clearPartialMarks(true);
       return result;
     } catch (e) {
+      if (staging) rmSync(staging, { recursive: true, force: true });
       try {
         this.native.abortTransaction();
       } catch {
@@ -335,6 +348,25 @@ export class Repo {
       this.inTransaction = false;
       this.partialMarks = [];
     }
+  }
+
+  /**
+   * The staging directory of this process's open transaction: libostree keeps it open, so it is
+   * the `tmp/staging-*` directory among this process's file descriptors (another process's
+   * staging directory is never one of them).
+   */
+  private stagingDir(): string | undefined {
+    const prefix = `${realpathSync(join(this.path, 'tmp'))}/staging-`;
+    for (const fd of readdirSync('/proc/self/fd')) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        continue; // closed meanwhile (readdir's own descriptor)
+      }
+      if (target.startsWith(prefix) && !target.endsWith('-lock') && !target.includes('/', prefix.length)) return target;
+    }
+    return undefined;
   }
 
   /**
@@ -369,6 +401,38 @@ export class Repo {
         unlinkSync(m.file);
       } catch {
         /* already gone */
+      }
+    }
+  }
+
+  /**
+   * Throw a UsageError unless `ref` is a local branch name libostree accepts and can create here:
+   * a valid name (`ostree_validate_rev`), and no existing ref in the way (`a` when `a/b` exists,
+   * `a/b/c` when `a/b` does). libostree checks these only while committing a transaction, after
+   * the staged objects have been moved into objects/, so importers call this before starting.
+   */
+  checkNewRef(ref: string): void {
+    try {
+      validateRev(ref);
+    } catch (e) {
+      if (e instanceof OstreeError) throw new UsageError(`invalid ref name ${JSON.stringify(ref)}: refs are names of letters, digits, ".", "_" and "-" (not starting with "." or "-") joined by single slashes`, { ref });
+      throw e;
+    }
+    const heads = join(this.path, 'refs', 'heads');
+    const parts = ref.split('/');
+    for (let i = 1; i <= parts.length; i++) {
+      const prefix = parts.slice(0, i).join('/');
+      let st;
+      try {
+        st = lstatSync(join(heads, prefix));
+      } catch {
+        return; // nothing at this level: nothing deeper either
+      }
+      if (i < parts.length && !st.isDirectory()) {
+        throw new UsageError(`cannot create ref ${ref} in ${this.path}: ref ${prefix} exists`, { ref, conflict: prefix });
+      }
+      if (i === parts.length && st.isDirectory()) {
+        throw new UsageError(`cannot create ref ${ref} in ${this.path}: refs exist below it (${ref}/…)`, { ref });
       }
     }
   }

@@ -42,7 +42,7 @@ export function register(program: Command): void {
         throw new UsageError(`--verify-commit needs a full 64-character lowercase hex checksum, got ${JSON.stringify(opts.verifyCommit)}`);
       }
       const u: UnencapsulateOptions = { tlsVerify: opts.tlsVerify };
-      if (opts.ref) u.ref = opts.ref;
+      if (opts.ref !== undefined) u.ref = opts.ref;
       if (opts.verifyCommit) u.verifyCommit = opts.verifyCommit;
       if (opts.requireCommitmeta) u.requireCommitmeta = true;
       if (opts.authfile) u.authFile = opts.authfile;
