@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { Repo, ObjectType } from '../src/ostree/repo.js';
 import { parseCommit, serializeCommit, serializeMetadata, parseMetadata } from '../src/gvariant/ostree-types.js';
 import { sha256Hex } from '../src/ostree/checksum.js';
+import { mergeCommitmeta } from '../src/sign/commit-signatures.js';
+import type { VarDict } from '../src/gvariant/codec.js';
 import { ostreeCommit, ostreeInit } from '../scripts/lib/sample-tree.js';
 import { cli, tmp } from './helpers/tmp.js';
 
@@ -211,4 +213,33 @@ t.test('GPG signatures through libostree verify with gpg and show in ostree show
   t.equal(r.status, 1, r.stdout);
   t.match(r.stdout, /gpg-signature\s+FAILED\s+0 of 1 valid/);
   rmSync(other, { recursive: true, force: true });
+});
+
+t.test('mergeCommitmeta: adds keys and signature entries, keeps every stored value', async (t) => {
+  const s1 = Buffer.from('sig-1');
+  const s2 = Buffer.from('sig-2');
+  const stored: VarDict = [
+    ['version', { type: 's', value: 'stored' }],
+    ['ostree.sign.ed25519', { type: 'aay', value: [s1] }],
+  ];
+  const incoming: VarDict = [
+    ['ostree.sign.ed25519', { type: 'aay', value: [s2, s1] }],
+    ['version', { type: 's', value: 'image' }],
+    ['extra', { type: 'u', value: 7 }],
+  ];
+  const m = mergeCommitmeta(stored, incoming);
+  t.same(m.added, ['ostree.sign.ed25519', 'extra']);
+  t.same(m.kept, ['version']);
+  t.same(
+    serializeMetadata(m.merged),
+    serializeMetadata([
+      ['version', { type: 's', value: 'stored' }],
+      ['ostree.sign.ed25519', { type: 'aay', value: [s1, s2] }],
+      ['extra', { type: 'u', value: 7 }],
+    ]),
+    'stored order and values first, new entries after',
+  );
+  const same = mergeCommitmeta(stored, [['ostree.sign.ed25519', { type: 'aay', value: [s1] }]]);
+  t.same([same.added, same.kept], [[], []], 'nothing new: nothing added or kept');
+  t.same(mergeCommitmeta(stored, []).merged, stored, 'an empty commitmeta removes nothing');
 });

@@ -11,7 +11,8 @@ import { parseCommit, serializeCommit, setMetadata } from '../src/gvariant/ostre
 import { sha256Hex } from '../src/ostree/checksum.js';
 import { ostreeCommit, ostreeInit, writeSampleTree } from '../scripts/lib/sample-tree.js';
 import { startRegistry } from './oci-helpers.js';
-import { cli, ostreeFsck, tmp } from './helpers/tmp.js';
+import { rewriteLayer } from './container-helpers.js';
+import { cli, ostreeFsck, repoState, tmp } from './helpers/tmp.js';
 
 /** A repo whose `main` is a signed commit carrying ostree.composefs.digest.v0. */
 function signedRepo(t: Parameters<typeof tmp>[0]) {
@@ -157,4 +158,58 @@ t.test('encapsulate → docker-registry on 127.0.0.1 → unencapsulate: verify -
   r = cli(['roundtrip', '--repo', repo, 'main', '--pubkeys', pub, '--via', `docker://${registry}/ostree-oci/roundtrip:v1`, '--no-tls-verify']);
   t.equal(r.status, 0, r.stdout + r.stderr);
   t.match(r.stdout, /signed content survived/);
+});
+
+t.test('importing a commit the repository already has: its commitmeta may grow, never shrink', async (t) => {
+  const { d, repo, run, pub } = signedRepo(t);
+  const img = join(d, 'img');
+  run('encapsulate', '--repo', repo, 'main', `oci:${img}`);
+  const dst = join(d, 'dst');
+  ostreeInit(dst, 'bare-user');
+  run('unencapsulate', '--repo', dst, `oci:${img}`, '--ref', 'imported');
+  const verified = (key: string): boolean => cli(['verify', '--repo', dst, 'imported', '--pubkeys', key]).status === 0;
+  t.ok(verified(pub), 'the imported commit verifies');
+  const checksum = execFileSync('ostree', ['rev-parse', `--repo=${dst}`, 'imported'], { encoding: 'utf8' }).trim();
+  const meta = (): Buffer => {
+    const r = Repo.open(dst);
+    try {
+      return r.readCommitMetaBytes(checksum)!;
+    } finally {
+      r.close();
+    }
+  };
+  const stored = meta();
+
+  // The same image with an empty .commitmeta (anyone can publish one: the commit bytes are public).
+  const empty = join(d, 'empty');
+  execFileSync('cp', ['-a', img, empty]);
+  await rewriteLayer(empty, 0, (es) => es.map((e) => (e.name.endsWith('.commitmeta') ? { ...e, data: Buffer.alloc(0) } : e)));
+  const before = repoState(dst);
+  const req = cli(['unencapsulate', '--repo', dst, `oci:${empty}`, '--require-commitmeta']);
+  t.not(req.status, 0, '--require-commitmeta refuses an empty .commitmeta');
+  t.match(req.stderr, /has an empty \.commitmeta in the image/);
+  t.equal(repoState(dst), before, 'refused: repository unchanged');
+  const plain = cli(['unencapsulate', '--repo', dst, `oci:${empty}`]);
+  t.equal(plain.status, 0, plain.stderr);
+  t.match(plain.stderr, /note: commitmeta of [0-9a-f]{64}: the stored detached metadata already has everything/);
+  t.ok(meta().equals(stored), 'the stored commitmeta is unchanged');
+  t.ok(verified(pub), 'and the commit still verifies');
+
+  // A signature added locally survives re-importing the image that lacks it.
+  run('keygen', '--out', join(d, 'local'));
+  run('sign', '--repo', dst, 'imported', '--keyfile', join(d, 'local'));
+  run('unencapsulate', '--repo', dst, `oci:${img}`);
+  t.ok(verified(join(d, 'local.pub')), 'the local signature is kept');
+  t.ok(verified(pub), 'the image signature is there');
+
+  // A signature added upstream is merged in, next to the local one.
+  run('keygen', '--out', join(d, 'upstream'));
+  run('sign', '--repo', repo, 'main', '--keyfile', join(d, 'upstream'));
+  const img2 = join(d, 'img2');
+  run('encapsulate', '--repo', repo, 'main', `oci:${img2}`);
+  const merged = cli(['unencapsulate', '--repo', dst, `oci:${img2}`, '--json']);
+  t.equal(merged.status, 0, merged.stderr);
+  t.same(JSON.parse(merged.stdout).commitmetaMerge, { added: ['ostree.sign.ed25519'], kept: [] }, 'JSON reports what was added');
+  for (const k of [pub, join(d, 'local.pub'), join(d, 'upstream.pub')]) t.ok(verified(k), `signature of ${k.split('/').pop()} present`);
+  t.doesNotThrow(() => ostreeFsck(dst));
 });

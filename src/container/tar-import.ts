@@ -27,12 +27,14 @@ import { ObjectChecksumError, OstreeOciError } from '../errors.js';
 import { checkLimit, DEFAULT_LIMITS, LimitError, resolveLimits, type ImportLimits } from '../limits.js';
 import { OciError } from '../oci/errors.js';
 import { crashPoint } from '../testhooks.js';
+import { mergeCommitmeta } from '../sign/commit-signatures.js';
 import {
   parseCommit,
   parseDirMeta,
   parseDirTree,
   parseMetadata,
   parseXattrsVariant,
+  serializeMetadata,
   sortXattrs,
   type Commit,
   type DirTree,
@@ -101,7 +103,22 @@ export interface ImportedCommit {
   commit: Commit;
   /** Detached metadata bytes from the stream (null when the image had none). */
   commitmeta: Buffer | null;
+  /**
+   * When the repository already had commitmeta for this commit and the image's differs: what the
+   * merge added and which stored values it kept (see mergeCommitmeta).
+   */
+  commitmetaMerge?: { added: string[]; kept: string[] };
   stats: ImportStats;
+}
+
+/** Human-readable notes on a commitmeta merge (nothing when the image's commitmeta was stored as is). */
+export function commitmetaMergeNotes(commit: string, m: ImportedCommit['commitmetaMerge']): string[] {
+  if (!m) return [];
+  const notes: string[] = [];
+  if (m.added.length) notes.push(`commitmeta of ${commit}: the image added ${m.added.join(', ')} to the detached metadata already stored`);
+  if (m.kept.length) notes.push(`commitmeta of ${commit}: kept the stored ${m.kept.join(', ')}; the image's value differs`);
+  if (!m.added.length && !m.kept.length) notes.push(`commitmeta of ${commit}: the stored detached metadata already has everything the image's has`);
+  return notes;
 }
 
 interface PendingXattrs {
@@ -579,6 +596,9 @@ export class CommitImporter {
     if (this.opts.requireCommitmeta && !this.commitmetaBytes) {
       throw new CommitVerificationError(`commit ${csum} has no .commitmeta in the image (detached metadata required)`, { commit: csum });
     }
+    if (this.opts.requireCommitmeta && parseMetadata(this.commitmetaBytes!, `commitmeta of ${csum}`).length === 0) {
+      throw new CommitVerificationError(`commit ${csum} has an empty .commitmeta in the image (detached metadata required)`, { commit: csum });
+    }
     const reachTrees = new Set<string>();
     const reachMetas = new Set<string>();
     const reachContent = new Set<string>();
@@ -642,6 +662,7 @@ export class CommitImporter {
     extra('file', this.content, reachContent);
     extra('dirtree', [...this.dirtrees.keys()], reachTrees);
     extra('dirmeta', this.dirmetas, reachMetas);
+    let merge: { added: string[]; kept: string[] } | undefined;
     try {
       if (this.repo.hasObject(ObjectType.COMMIT, csum)) {
         const stored = this.verifyStoredMetadata(ObjectType.COMMIT, csum, `commit ${csum}`);
@@ -652,10 +673,26 @@ export class CommitImporter {
       } else {
         this.repo.writeMetadata(ObjectType.COMMIT, csum, this.commitBytes);
       }
-      if (this.commitmetaBytes) this.repo.writeCommitMeta(csum, this.commitmetaBytes);
+      if (this.commitmetaBytes) merge = this.storeCommitmeta(csum, this.commitmetaBytes);
     } catch (e) {
       throw withContext(e, `commit ${csum}`, 'commit', csum);
     }
-    return { checksum: csum, commit: this.commit, commitmeta: this.commitmetaBytes, stats: this.stats };
+    return { checksum: csum, commit: this.commit, commitmeta: this.commitmetaBytes, ...(merge ? { commitmetaMerge: merge } : {}), stats: this.stats };
+  }
+
+  /**
+   * Store the image's commitmeta: as it is when the repository has none for this commit, else
+   * merged into the stored one so that no stored key or signature is lost.
+   */
+  private storeCommitmeta(csum: string, bytes: Buffer): { added: string[]; kept: string[] } | undefined {
+    const storedBytes = this.repo.readCommitMetaBytes(csum);
+    if (!storedBytes) {
+      this.repo.writeCommitMeta(csum, bytes);
+      return undefined;
+    }
+    if (storedBytes.equals(bytes)) return undefined;
+    const { merged, added, kept } = mergeCommitmeta(parseMetadata(storedBytes, `stored commitmeta of ${csum}`), parseMetadata(bytes, `commitmeta of ${csum}`));
+    if (added.length) this.repo.writeCommitMeta(csum, serializeMetadata(merged));
+    return { added, kept };
   }
 }

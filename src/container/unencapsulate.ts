@@ -14,7 +14,7 @@ import { openImage, type ImageReference, type OciImage, type OpenImageOptions } 
 import type { Repo } from '../ostree/repo.js';
 import { LABEL_COMMIT, LABEL_FINAL_DIFFID } from './encapsulate.js';
 import { CommitVerificationError, NotOstreeImageError } from './errors.js';
-import { CommitImporter, type ImportProgress, type ImportStats } from './tar-import.js';
+import { CommitImporter, commitmetaMergeNotes, type ImportProgress, type ImportStats } from './tar-import.js';
 import type { ImportLimits } from '../limits.js';
 import { crashPoint } from '../testhooks.js';
 
@@ -40,6 +40,13 @@ export interface UnencapsulateResult {
   /** Whether the image carried detached metadata (now stored with the commit). */
   commitmeta: boolean;
   commitmetaSize: number;
+  /**
+   * The repository already had detached metadata for the commit and the image's differs: nothing
+   * stored is lost; what the image added and which stored values were kept (see README).
+   */
+  commitmetaMerge?: { added: string[]; kept: string[] };
+  /** Human-readable notes (the commitmeta merge). */
+  notes?: string[];
   ref?: string;
   /** Number of ostree layers imported (commit layer + chunks). */
   layers: number;
@@ -136,6 +143,10 @@ export async function unencapsulate(repo: Repo, imgref: string | ImageReference,
       layers: total,
       stats: imported.stats,
     };
+    if (imported.commitmetaMerge) {
+      result.commitmetaMerge = imported.commitmetaMerge;
+      result.notes = commitmetaMergeNotes(imported.checksum, imported.commitmetaMerge);
+    }
     if (opts.ref !== undefined) result.ref = opts.ref;
     return result;
   } finally {

@@ -33,6 +33,53 @@ export function appendSignature(meta: VarDict, key: string, sig: Buffer): VarDic
   return out;
 }
 
+/** What merging an image's commitmeta into a stored one did (see mergeCommitmeta). */
+export interface CommitmetaMerge {
+  /** The merged dictionary: the stored one plus what the image adds. */
+  merged: VarDict;
+  /** Keys the image added, and `aay` keys (signatures) to which it added entries. */
+  added: string[];
+  /** Keys whose stored value was kept over the image's different one. */
+  kept: string[];
+}
+
+const sameVariant = (a: Variant, b: Variant): boolean =>
+  a.type === b.type && serializeMetadata([['k', a]]).equals(serializeMetadata([['k', b]]));
+
+/**
+ * Merge detached metadata coming with a commit the repository already has. Nothing stored is
+ * lost: the commitmeta in an image is authenticated by nothing, so whoever can publish an image of
+ * a known commit must not be able to remove its signatures. New keys are added; `aay` arrays
+ * (signatures: `ostree.sign.*`, `ostree.gpgsigs`) gain the entries they lack; any other
+ * difference keeps the stored value.
+ */
+export function mergeCommitmeta(stored: VarDict, incoming: VarDict): CommitmetaMerge {
+  const merged = [...stored];
+  const added: string[] = [];
+  const kept: string[] = [];
+  for (const [key, value] of incoming) {
+    const i = merged.findIndex(([k]) => k === key);
+    if (i < 0) {
+      merged.push([key, value]);
+      added.push(key);
+      continue;
+    }
+    const old = merged[i]![1];
+    if (sameVariant(old, value)) continue;
+    if (old.type === 'aay' && value.type === 'aay') {
+      const have = old.value as Buffer[];
+      const extra = (value.value as Buffer[]).filter((e) => !have.some((h) => h.equals(e)));
+      if (extra.length) {
+        merged[i] = [key, { type: 'aay', value: [...have, ...extra] }];
+        added.push(key);
+      }
+      continue; // entries only the repository has stay
+    }
+    kept.push(key);
+  }
+  return { merged, added, kept };
+}
+
 /** The `aay` signatures under `key` (first entry, like g_variant_lookup_value), or null. */
 export function signaturesOf(meta: VarDict | null, key: string): Buffer[] | null {
   const v: Variant | undefined = meta?.find(([k]) => k === key)?.[1];

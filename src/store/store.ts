@@ -28,7 +28,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { ObjectType } from '../../ostree-bindings/index.js';
-import { CommitImporter, type ImportStats } from '../container/tar-import.js';
+import { CommitImporter, commitmetaMergeNotes, type ImportStats } from '../container/tar-import.js';
 import type { ImportLimits } from '../limits.js';
 import { TarReader } from '../container/tar-reader.js';
 import { normalizeEntryPath, parseRepoPath, REPO_PREFIX } from '../container/paths.js';
@@ -602,6 +602,7 @@ export async function pullImage(repo: Repo, imgrefIn: string | ImageReference, o
             sets.push([i, await t.objects]);
           }
           const r = await importer.finish();
+          notes.push(...commitmetaMergeNotes(r.checksum, r.commitmetaMerge));
           if (cl.commit && cl.commit !== r.checksum) {
             throw new StoreError(`${where}: ${cl.ref} points at ${cl.commit}, but the commit layer holds ${r.checksum}`);
           }

@@ -53,7 +53,10 @@ export function register(program: Command): void {
         const r = await unencapsulate(repo, imgref, u);
         endProgress();
         if (opts.json) printJson(r);
-        else process.stdout.write(`${r.commit}\n`);
+        else {
+          for (const n of r.notes ?? []) process.stderr.write(`note: ${n}\n`);
+          process.stdout.write(`${r.commit}\n`);
+        }
       } finally {
         endProgress();
         repo.close();
