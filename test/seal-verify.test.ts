@@ -181,6 +181,25 @@ t.test('edited annotations, replaced and corrupted layers fail by name', async (
   t.same(statusOf(v.report), { 'composefs-digest': 'pass', 'layer-0-composefs-digest': 'pass', 'layer-1-composefs-digest': 'fail', 'layer-2-composefs-digest': 'absent' });
   t.match(v.report.checks[2]!.detail, /not 64 lower-case hex/);
 
+  // 3b. Partly sealed: the manifest annotation and one layer's removed, the others intact. Nothing
+  // vouches for the merged tree, so this is not "verified".
+  editManifest(sealedDir, (m) => {
+    m.layers = good.layers.map((l) => ({ ...l }));
+    delete m.annotations;
+    delete m.layers[2]!.annotations;
+  });
+  v = verify(`oci:${sealedDir}`);
+  t.equal(v.status, 1, 'partly sealed: not verified');
+  t.same(statusOf(v.report), { 'composefs-digest': 'absent', 'layer-0-composefs-digest': 'pass', 'layer-1-composefs-digest': 'pass', 'layer-2-composefs-digest': 'absent' });
+  t.same(v.report.checks.map((c) => Boolean((c as { required?: boolean }).required)), [true, false, false, true], 'the missing annotations are required');
+  // Only the manifest annotation (layers unsealed, as another sealing tool may do): verified.
+  editManifest(sealedDir, (m) => {
+    m.annotations = good.annotations!;
+    for (const l of m.layers) delete l.annotations;
+  });
+  v = verify(`oci:${sealedDir}`);
+  t.equal(v.status, 0, 'manifest annotation alone: verified');
+
   // 4. A consistent image (valid digests, diffids) whose layer 2 was replaced, annotations kept.
   const other = await craftTar(join(dir, 'other.tar'), [{ name: 'x/y/z', content: 'different\n' }]);
   const w = await createImageWriter(`oci:${join(dir, 'swapped')}`);

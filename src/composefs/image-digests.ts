@@ -168,9 +168,15 @@ export async function verifyImageComposefs(ref: string, opts: OpenImageOptions &
         ? { name, status: 'pass', detail: `recomputed ${g} matches ${what}` }
         : { name, status: 'fail', detail: `recomputed digest differs from ${what}`, expected: w, got: g };
     };
-    checks.push(describe('composefs-digest', wantMerged, merged, `manifest annotation ${ANNOTATION_COMPOSEFS_DIGEST}`));
+    // A partly sealed image is not a verified one: once any annotation is there, the manifest's
+    // (the one that vouches for the deployed tree) is required, and per-layer annotations, which
+    // `seal` writes on every layer, are all required once one layer has one.
+    const layersSealed = wantLayers.some((w) => w !== undefined);
+    const sealed = wantMerged !== undefined || layersSealed;
+    const required = (c: Check, req: boolean): Check => (req && c.status === 'absent' ? { ...c, required: true } : c);
+    checks.push(required(describe('composefs-digest', wantMerged, merged, `manifest annotation ${ANNOTATION_COMPOSEFS_DIGEST}`), sealed));
     for (let i = 0; i < img.layers.length; i++) {
-      const c = describe(`layer-${i}-composefs-digest`, wantLayers[i], got[i], `layer ${i} annotation ${ANNOTATION_LAYER_DIGEST}`);
+      const c = required(describe(`layer-${i}-composefs-digest`, wantLayers[i], got[i], `layer ${i} annotation ${ANNOTATION_LAYER_DIGEST}`), layersSealed);
       if (c.status === 'fail' && got[i] === undefined && failure && i === got.length) c.detail = `cannot read ${layerName(img, i)}: ${failure.message}`;
       checks.push(c);
     }
