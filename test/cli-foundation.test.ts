@@ -1,12 +1,12 @@
 /** The foundation CLI: --help, show (text and JSON) and fsck against real repositories. */
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
-import { appendFileSync, chmodSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { appendFileSync, chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Repo } from '../src/ostree/repo.js';
 import { serializeMetadata } from '../src/gvariant/ostree-types.js';
 import { ostreeCommit, ostreeInit, writeSampleTree } from '../scripts/lib/sample-tree.js';
-import { cli, tmp } from './helpers/tmp.js';
+import { CLI, cli, tmp } from './helpers/tmp.js';
 
 t.test('--help lists commands and each command has --help', async (t) => {
   const r = cli(['--help']);
@@ -19,6 +19,22 @@ t.test('--help lists commands and each command has --help', async (t) => {
   }
   const bad = cli(['no-such-command']);
   t.not(bad.status, 0);
+});
+
+t.test('a reader that goes away (| head -c 1): quiet exit 141 like SIGPIPE, no error message', async (t) => {
+  const d = tmp(t);
+  const dump = join(d, 'many.dump');
+  const lines = ['/ 4096 40755 2 0 0 0 0.0 - - -'];
+  for (let i = 0; i < 20000; i++) lines.push(`/f${i} 10 100644 1 0 0 0 0.0 - 0123456789 -`);
+  writeFileSync(dump, `${lines.join('\n')}\n`);
+  for (const [what, args] of [
+    ['mkimage to stdout', `composefs mkimage --from-dump '${dump}' -`],
+    ['dump', `composefs mkimage --from-dump '${dump}' '${d}/img' && node '${CLI}' composefs dump '${d}/img'`],
+  ] as const) {
+    const r = spawnSync('bash', ['-c', `set -o pipefail; node '${CLI}' ${args} | head -c 1 >/dev/null`], { encoding: 'utf8' });
+    t.equal(r.status, 141, `${what}: exit 141`);
+    t.equal(r.stderr, '', `${what}: nothing on stderr`);
+  }
 });
 
 t.test('--version and -V print the version in package.json', async (t) => {

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderError } from './output.js';
-import { installSignalCleanup } from '../cleanup.js';
+import { installSignalCleanup, runInterruptCleanup } from '../cleanup.js';
 import { LIMITS_ENV, parseLimits } from '../limits.js';
 interface CommandModule {
   register(program: Command): void;
@@ -86,9 +86,20 @@ export async function buildProgram(argv: string[] = process.argv): Promise<Comma
   return program;
 }
 
+/** Exit status of a process killed by SIGPIPE, as `cat big | head -1` leaves for cat. */
+const EXIT_SIGPIPE = 128 + 13;
+const isEpipe = (e: unknown): boolean => (e as NodeJS.ErrnoException | undefined)?.code === 'EPIPE';
+
 async function main(argv: string[]): Promise<number> {
   // Ctrl-C / kill: remove temporaries and half-written outputs before exiting (src/cleanup.ts).
   installSignalCleanup();
+  // The reader of our stdout went away (`… | head -1`): stop quietly, like any Unix tool killed
+  // by SIGPIPE, instead of reporting "error: write EPIPE".
+  process.stdout.on('error', (e) => {
+    if (!isEpipe(e)) return;
+    runInterruptCleanup(); // what is half-written goes, as on a signal
+    process.exit(EXIT_SIGPIPE);
+  });
   const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv);
@@ -98,6 +109,7 @@ async function main(argv: string[]): Promise<number> {
       // --help and --version exit through here with code 0; usage errors already printed.
       return err.exitCode === 0 ? 0 : 2;
     }
+    if (isEpipe(err)) return EXIT_SIGPIPE;
     return renderError(err, Boolean(program.opts()['verbose']));
   }
 }
