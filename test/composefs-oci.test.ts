@@ -232,6 +232,8 @@ t.test('bad input: clear errors, no output file', async (t) => {
     }, /layer 0 .*checksum/],
     ['hardlink to nothing', async (p) => void (await craftTar(p, [{ name: 'a/link', type: 'link', linkname: 'missing' }])), /layer 0 .*\/a\/link → \/missing: target does not exist/],
     ['path with ..', async (p) => void (await craftTar(p, [{ name: 'a/../../etc/passwd', content: 'x' }])), /layer 0 .*"a\/..\/..\/etc\/passwd".*\.\./],
+    ['whiteout of .', async (p) => void (await craftTar(p, [{ name: 'usr/f', content: 'x' }, { name: 'usr/.wh..', content: '' }])), /layer 0 .*"usr\/\.wh\.\.": whiteout of "\."/],
+    ['whiteout of ..', async (p) => void (await craftTar(p, [{ name: 'usr/.wh...', content: '' }])), /layer 0 .*"usr\/\.wh\.\.\.": whiteout of "\.\."/],
     ['file under a symlink', async (p) => void (await craftTar(p, [{ name: 'lib', type: 'symlink', linkname: 'usr/lib' }, { name: 'lib/x', content: 'x' }])), /layer 0 .*\/lib\/x: parent \/lib is not a directory/],
   ];
   for (const [name, make, re] of cases) {

@@ -60,6 +60,8 @@ export interface LayerScan {
 const WH = Buffer.from('.wh.');
 const WH_META = Buffer.from('.wh..wh.');
 const WH_OPQ = Buffer.from('.wh..wh..opq');
+const DOT = Buffer.from('.');
+const DOTDOT = Buffer.from('..');
 
 const startsWith = (b: Buffer, p: Buffer): boolean => b.length >= p.length && b.subarray(0, p.length).equals(p);
 
@@ -157,6 +159,8 @@ export function createLayerScanner(what: string, opts: Pick<ImageTreeOptions, 'x
       } else {
         const name = base.subarray(WH.length);
         if (name.length === 0) fail('whiteout without a name');
+        // `.wh..` / `.wh...` would remove the directory itself or its parent: refused, as `..` is.
+        if (name.equals(DOT) || name.equals(DOTDOT)) fail(`whiteout of "${name.toString()}"`);
         scan.ops.push({ op: 'whiteout', dir: parts.slice(0, -1), name, uid: e.uid, gid: e.gid, mtimeSec: e.mtimeSec });
       }
       return undefined; // whiteout data (normally none) is skipped
