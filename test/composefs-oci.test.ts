@@ -136,6 +136,22 @@ t.test('root metadata: synthesized, later root entry, from-usr; xattrs all; boot
   d = parseDump(ok(t, 'composefs', noRoot, '--dump', '--root-metadata', 'from-usr'));
   t.equal(`${d.get('/')?.mode} ${d.get('/')?.mtime}`, `${d.get('/usr')?.mode} ${d.get('/usr')?.mtime}`, 'from-usr copies /usr');
 
+  // from-usr is composefs-rs's transform_for_oci: /run is emptied too and takes /usr's mtime.
+  const withRun = await buildImage(join(dir, 'r'), [
+    await craftTar(join(dir, 'run.tar'), [
+      { name: 'usr/', type: 'directory', mtime: T0 + 3 },
+      { name: 'usr/f', content: 'x', mtime: T0 },
+      { name: 'run/', type: 'directory', mode: 0o755, mtime: T0 + 9 },
+      { name: 'run/lock/', type: 'directory', mtime: T0 },
+      { name: 'run/lock/pid', content: '1', mtime: T0 },
+    ]),
+  ]);
+  d = parseDump(ok(t, 'composefs', withRun, '--dump', '--root-metadata', 'from-usr'));
+  t.same([...d.keys()].filter((p) => p.startsWith('/run')), ['/run'], 'from-usr: /run emptied');
+  t.equal(d.get('/run')?.mtime, `${T0 + 3}.0`, "from-usr: /run takes /usr's mtime");
+  d = parseDump(ok(t, 'composefs', withRun, '--dump'));
+  t.ok(d.has('/run/lock/pid'), 'image policy: /run kept');
+
   d = parseDump(ok(t, 'composefs', noRoot, '--dump', '--xattrs', 'all'));
   t.same(d.get('/usr/bin/big-link')?.xattrs.length, 1);
   t.same(d.get('/usr/lib/exactly64')?.xattrs, ['trusted.kept-by-all=x'], '--xattrs all keeps trusted.*');

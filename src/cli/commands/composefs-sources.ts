@@ -49,7 +49,7 @@ function treeOptions(o: { bootVariant?: boolean; rootMetadata: string; xattrs: s
 const ruleOptions = (c: Command): Command =>
   c
     .option('--boot-variant', 'empty /boot and /sysroot (bootable variant; they keep their mode/owner/xattrs and take /usr\'s mtime)')
-    .option('--root-metadata <policy>', 'root directory metadata: image (tar root entry / the directory itself, else 0555 root:root newest mtime), synthesize, from-usr', 'image')
+    .option('--root-metadata <policy>', "root directory metadata: image (tar root entry / the directory itself, else 0555 root:root newest mtime), synthesize, from-usr (/usr's, and /run emptied, as composefs-rs)", 'image')
     .option('--xattrs <policy>', 'xattrs kept: allowlist (security.capability, security.ima, user.* but user.overlay.*) or all', 'allowlist')
     .option('--no-tls-verify', 'do not verify TLS for docker:// references');
 

@@ -15,7 +15,8 @@
  *  - the root: `image` (default) — layers: the most-derived tar root entry (`./`, `/`), or, when
  *    no layer has one, the synthesized root (040555, 0:0, no xattrs, mtime = newest mtime of the
  *    final tree); directory: the directory's own metadata. `synthesize` always synthesizes,
- *    `from-usr` copies `/usr` (mode, uid, gid, mtime, xattrs) like current composefs-rs.
+ *    `from-usr` copies `/usr` (mode, uid, gid, mtime, xattrs) and empties `/run` (a directory),
+ *    giving it `/usr`'s mtime, like current composefs-rs (`transform_for_oci`).
  *  - implicit directories (a parent a layer implies without an entry for it): 040755, 0:0, no
  *    xattrs, mtime = newest mtime of the final tree (like the synthesized root).
  *  - "newest mtime" = the largest mtime of all entries that have their own metadata (not the root,
@@ -262,6 +263,12 @@ export function finalizeTree(tree: BuildTree, opts: ImageTreeOptions, where: str
     if (!usr?.kids) throw new ComposefsSourceError(`${where}: --root-metadata=from-usr: there is no /usr directory`, { path: '/usr' });
     const u = usr.inode;
     tree.root.inode = { mode: u.mode, uid: u.uid, gid: u.gid, rdev: 0n, size: 0n, mtimeSec: u.mtimeSec, xattrs: u.xattrs.slice(), opaque: tree.root.inode.opaque };
+    // The rest of composefs-rs's transform_for_oci: a /run directory is emptied and takes /usr's mtime.
+    const run = tree.root.kids!.get('run');
+    if (run?.kids) {
+      run.kids.clear();
+      run.inode = { ...run.inode, mtimeSec: u.mtimeSec, mtimeNsec: u.mtimeNsec };
+    }
   }
   if (opts.bootVariant) {
     const usr = tree.root.kids!.get('usr');
