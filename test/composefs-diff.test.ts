@@ -85,6 +85,9 @@ t.test('each kind of difference, by path and field', async (t) => {
     t.equal(r.status, 1, `${name}: exit 1`);
     t.same(r.diffs, want, name);
   }
+  // Names that are not UTF-8, or hold a newline or a backslash, print escaped and distinct.
+  const odd = run(BASE, [...BASE, '/\\xfe 0 100644 1 0 0 0 1000.0 - - -', '/\\xff 0 100644 1 0 0 0 1000.0 - - -', '/a\\nb 0 100644 1 0 0 0 1000.0 - - -', '/c\\\\d 0 100644 1 0 0 0 1000.0 - - -', '/é 0 100644 1 0 0 0 1000.0 - - -'], dir);
+  t.same(odd.diffs.map((d) => d.path), ['/a\\x0ab', '/c\\\\d', '/é', '/\\xfe', '/\\xff'], 'escaped names, byte order');
   // Inline content and an external digest of the same bytes are the same content.
   const inline = ['/ 4096 40755 2 0 0 0 1000.0 - - -', '/f 6 100644 1 0 0 0 1000.0 - hello\\n -'];
   const external = ['/ 4096 40755 2 0 0 0 1000.0 - - -', `/f 6 100644 1 0 0 0 1000.0 ${p(HELLO)} - ${HELLO}`];

@@ -35,7 +35,7 @@ export type DiffField =
   | 'xattr';
 
 export interface Difference {
-  /** Absolute path (UTF-8 rendering of the bytes). */
+  /** Absolute path: UTF-8, with `\\`, control characters and non-UTF-8 bytes escaped (`\\xNN`). */
   path: string;
   field: DiffField;
   /** For `xattr`: the key. */
@@ -80,8 +80,46 @@ function contentId(n: TreeNode): string {
   return n.payload ? `(no digest; backing file ${showBytes(n.payload)})` : '(no digest)';
 }
 
+const hexByte = (c: number): string => `\\x${c.toString(16).padStart(2, '0')}`;
+
+/**
+ * A name as text: its UTF-8, with `\\`, control characters and bytes that are not UTF-8 escaped as
+ * in dumpfiles (`\\\\`, `\\xNN`), so that two different names never print alike and a newline in
+ * a name does not break the line.
+ */
+export function showName(b: Buffer): string {
+  let out = '';
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i]!;
+    if (c === 0x5c) {
+      out += '\\\\';
+      i++;
+    } else if (c < 0x20 || c === 0x7f) {
+      out += hexByte(c);
+      i++;
+    } else if (c < 0x80) {
+      out += String.fromCharCode(c);
+      i++;
+    } else {
+      // one UTF-8 sequence when the bytes re-encode to themselves, else one escaped byte
+      const n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+      const seq = n && i + n <= b.length ? b.subarray(i, i + n) : undefined;
+      const text = seq?.toString('utf8');
+      if (seq && text !== undefined && Buffer.from(text).equals(seq)) {
+        out += text;
+        i += n;
+      } else {
+        out += hexByte(c);
+        i++;
+      }
+    }
+  }
+  return out;
+}
+
 function joinPath(parent: string, name: Buffer): string {
-  return `${parent === '/' ? '' : parent}/${name.toString('utf8')}`;
+  return `${parent === '/' ? '' : parent}/${showName(name)}`;
 }
 
 /** Compare two trees; stops after `max` differences (default unlimited). */
@@ -125,7 +163,7 @@ export function diffTrees(a: TreeNode, b: TreeNode, opts: { max?: number } = {})
       const va = xa.get(k);
       const vb = xb.get(k);
       if (va && vb && va.equals(vb)) continue;
-      const key = Buffer.from(k, 'latin1').toString('utf8');
+      const key = showName(Buffer.from(k, 'latin1'));
       if (!add({ path, field: 'xattr', key, a: va ? showBytes(va) : ABSENT, b: vb ? showBytes(vb) : ABSENT })) return false;
     }
     return true;
