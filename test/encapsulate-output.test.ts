@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ostreeInit } from '../scripts/lib/sample-tree.js';
-import { makeSampleRepo, type SampleRepo } from './container-helpers.js';
+import { countObjects, makeSampleRepo, stagedFiles, type SampleRepo } from './container-helpers.js';
 import { run as runTool, startRegistry } from './oci-helpers.js';
 import { CLI, cli, ensureBuilt, fixture, ostreeFsck, tmp } from './helpers/tmp.js';
 
@@ -164,6 +164,21 @@ t.test('encapsulate to oci-archive: with new parent directories, SIGHUP: no temp
   const r = await interrupt(['encapsulate', '--repo', s.repo, 'main', `oci-archive:${target}:v1`], () => has(join(parent, 'sub'), '.img.tar.layout-'), 'SIGHUP');
   checkExit(t, r, 'SIGHUP', 129);
   t.notOk(existsSync(parent), 'the parent directories it created are gone');
+});
+
+t.test('unencapsulate from oci:, SIGINT once objects are staged: nothing staged, stored or referenced', async (t) => {
+  const repo = join(root, 'staged-repo');
+  ostreeInit(repo, 'bare-user');
+  // libostree keeps an aborted transaction's staging directory for the next transaction, which
+  // would publish its objects: an interrupted import must delete it.
+  const staged = (): boolean => stagedFiles(repo) > 0;
+  const r = await interrupt(['unencapsulate', '--repo', repo, `oci:${base}:first`, '--ref', 'x'], staged, 'SIGINT');
+  checkExit(t, r, 'SIGINT', 130);
+  t.equal(stagedFiles(repo), 0, 'nothing left staged');
+  t.equal(countObjects(repo), 0, 'no objects');
+  t.same(readdirSync(join(repo, 'refs', 'heads')), [], 'no ref');
+  t.same(existsSync(join(repo, 'state')) ? readdirSync(join(repo, 'state')) : [], [], 'no commitpartial mark left');
+  t.doesNotThrow(() => ostreeFsck(repo), 'ostree fsck clean');
 });
 
 t.test('docker://: SIGINT during a push and during a pull leave no temp dirs and no skopeo running', async (t) => {

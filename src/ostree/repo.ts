@@ -20,6 +20,7 @@ import {
   type NativeInputStream,
 } from '../../ostree-bindings/index.js';
 import { ObjectChecksumError, OstreeOciError, UsageError } from '../errors.js';
+import { onInterrupt, removePathSync } from '../cleanup.js';
 import {
   isChecksum,
   parseBareUserMeta,
@@ -330,6 +331,11 @@ export class Repo {
     // fails, deletes what it staged (while it still holds the directory's lock).
     const staging = this.stagingDir();
     if (resumed && staging) emptyDir(staging);
+    // Interrupted (SIGINT… in the CLI, src/cleanup.ts): what a failure would remove goes too.
+    const unregister = onInterrupt(() => {
+      if (staging) removePathSync(staging);
+      this.clearPartialMarks(false);
+    });
     try {
       const result = await fn(this);
       this.native.commitTransaction();
@@ -345,6 +351,7 @@ export class Repo {
       this.clearPartialMarks(false);
       throw e;
     } finally {
+      unregister();
       this.inTransaction = false;
       this.partialMarks = [];
     }
