@@ -306,6 +306,39 @@ t.test('--ref is checked before anything is imported', async (t) => {
   t.equal(ok.status, 0, `a ref beside an existing one works: ${ok.stderr}`);
 });
 
+t.test('a bare-user-only repository: objects it cannot store are refused, canonical ones import', async (t) => {
+  const dst = join(root, `dst-${n++}`);
+  ostreeInit(dst, 'bare-user-only');
+  // The sample tree has xattrs and a setuid file: libostree would store them stripped, under
+  // checksums `ostree fsck` then reports corrupt.
+  const r = cli(['unencapsulate', '--repo', dst, `oci:${single}`, '--ref', 'x']);
+  t.equal(r.status, 1, 'refused');
+  t.match(r.stderr, /file object [0-9a-f]{64} has .*(xattrs|mode bits).*, which a bare-user-only repository .* cannot store; import into a bare-user repository/);
+  t.equal(countObjects(dst), 0, 'no objects');
+  t.equal(stagedFiles(dst), 0, 'nothing staged');
+  const canon = join(root, `canon-${n++}`);
+  const tree = join(canon, 'tree');
+  mkdirSync(join(tree, 'usr', 'bin'), { recursive: true });
+  writeFileSync(join(tree, 'usr', 'bin', 'tool'), 'x'.repeat(5000));
+  ostreeInit(join(canon, 'repo'), 'bare-user');
+  // Only an xattr (owner root, mode 0644): libostree itself accepted this one.
+  execFileSync('setfattr', ['-n', 'user.note', '-v', 'kept', join(tree, 'usr', 'bin', 'tool')]);
+  execFileSync('ostree', ['commit', `--repo=${join(canon, 'repo')}`, '-b', 'xattr', `--tree=dir=${tree}`]);
+  t.equal(cli(['encapsulate', '--repo', join(canon, 'repo'), 'xattr', `oci:${join(canon, 'xattr-img')}`]).status, 0);
+  const x = cli(['unencapsulate', '--repo', dst, `oci:${join(canon, 'xattr-img')}`]);
+  t.equal(x.status, 1, 'xattrs only: refused');
+  t.match(x.stderr, /has xattrs \(user\.note\), which a bare-user-only repository/);
+  t.equal(countObjects(dst), 0, 'no objects');
+  execFileSync('setfattr', ['-x', 'user.note', join(tree, 'usr', 'bin', 'tool')]);
+  // The tree committed with canonical permissions and no xattrs imports and fscks clean.
+  execFileSync('ostree', ['commit', `--repo=${join(canon, 'repo')}`, '-b', 'main', '--canonical-permissions', `--tree=dir=${tree}`]);
+  const enc = cli(['encapsulate', '--repo', join(canon, 'repo'), 'main', `oci:${join(canon, 'img')}`]);
+  t.equal(enc.status, 0, enc.stderr);
+  const ok = cli(['unencapsulate', '--repo', dst, `oci:${join(canon, 'img')}`, '--ref', 'x']);
+  t.equal(ok.status, 0, `canonical commit imports: ${ok.stderr}`);
+  t.match(ostreeFsck(dst), /completed successfully|no errors/, 'ostree fsck clean');
+});
+
 t.test('objects another transaction left staged are not published by ours', async (t) => {
   const dst = join(root, `dst-${n++}`);
   ostreeInit(dst, 'bare-user');

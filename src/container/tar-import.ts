@@ -64,6 +64,7 @@ const MAX_INFLIGHT_WRITES = 3;
 const SELINUX = 'security.selinux';
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
+const S_IFMT = 0o170000;
 
 export type LayerMode = 'commit' | 'object-set';
 
@@ -439,6 +440,24 @@ export class CommitImporter {
     await this.queueWrite(name, csum, () => this.repo.native.writeMetadataInBackground(type, csum, bytes), at);
   }
 
+  /**
+   * A bare-user-only repository stores neither owners nor xattrs, and no mode bits beyond 0775 on
+   * regular files: libostree would write such an object anyway, under a checksum it can never
+   * verify again (`ostree fsck` reports it corrupt). Refused, naming what cannot be stored.
+   */
+  private checkBareUserOnly(h: FileHeader, csum: string, at: string): void {
+    const lost: string[] = [];
+    if (h.uid !== 0 || h.gid !== 0) lost.push(`owner ${h.uid}:${h.gid}`);
+    if (h.xattrs.length) lost.push(`xattrs (${h.xattrs.map((x) => x.name.toString('utf8')).join(', ')})`);
+    const extraBits = (h.mode & S_IFMT) === S_IFREG ? h.mode & 0o7777 & ~0o775 : 0;
+    if (extraBits) lost.push(`mode bits 0${extraBits.toString(8)}`);
+    if (!lost.length) return;
+    throw new ContainerFormatError(
+      `${at}: file object ${csum} has ${lost.join(', ')}, which a bare-user-only repository (${this.repo.path}) cannot store; import into a bare-user repository`,
+      { path: at, checksum: csum },
+    );
+  }
+
   /** Re-hash a metadata object already in the repository. */
   private verifyStoredMetadata(type: ObjectType, csum: string, where: string): Buffer {
     const name = ObjectType[type]!.toLowerCase().replace('_', '');
@@ -467,6 +486,7 @@ export class CommitImporter {
     } else {
       throw new ContainerFormatError(`${at}: invalid tar entry type '${e.type}' for a content object`, { path: e.path });
     }
+    if (this.repo.mode === 'bare-user-only') this.checkBareUserOnly(header, csum, at);
     const size = e.type === '2' ? 0 : e.size;
     this.stats.contentBytes += size;
     const known = this.content.has(csum);
