@@ -21,6 +21,8 @@ declare -A probe=(
   [util-linux]=/usr/bin/unshare
   [attr]=/usr/bin/setfattr
   [strace]=/usr/bin/strace
+  [xz-utils]=/usr/bin/xz
+  [bzip2]=/usr/bin/bzip2
 )
 missing=()
 for pkg in "${!probe[@]}"; do

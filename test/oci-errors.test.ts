@@ -1,6 +1,7 @@
 import { open, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
 import { UsageError } from '../src/errors.js';
 import {
   BlobNotFoundError,
@@ -260,6 +261,16 @@ t.test('malformed JSON and archives', async (t) => {
   const { stat } = await import('node:fs/promises');
   await truncate(archive, (await stat(archive)).size - 100_000);
   await t.rejects(openImage(`oci-archive:${archive}`), { constructor: OciFormatError, message: /tar .*a\.tar header at offset \d+: entry data runs past end of file \(truncated archive\)|truncated/ });
+  // A compressed archive (which skopeo would decompress on the fly) is named as such.
+  const whole = join(f.dir, 'whole.tar');
+  const w2 = await createImageWriter(`oci-archive:${whole}`);
+  await w2.addLayer(streamOf(f.tars[1]!), { compression: 'none' });
+  await w2.commit({ config: CONFIG });
+  for (const [name, tool, ext] of [['gzip', 'gunzip', 'gz'], ['zstd', 'unzstd', 'zst'], ['xz', 'unxz', 'xz'], ['bzip2', 'bunzip2', 'bz2']]) {
+    execFileSync(name, ['-k', '-q', whole]);
+    const c = `${whole}.${ext}`;
+    await t.rejects(openImage(`oci-archive:${c}`), { constructor: OciFormatError, message: `${c} is ${name}-compressed; oci-archive: reads an uncompressed tar (decompress it first, e.g. with ${tool})` }, `${name}-compressed archive`);
+  }
 
   // PAX records read as strictly as Go's archive/tar (what skopeo writes and reads them with):
   // a size that Number() would take (hex, exponent, empty) or a malformed record is refused.

@@ -64,6 +64,26 @@ export function normalizeTarName(name: string): string {
   return n === '.' ? '' : n;
 }
 
+const COMPRESSED: Array<[magic: number[], name: string, tool: string]> = [
+  [[0x1f, 0x8b], 'gzip', 'gunzip'],
+  [[0x28, 0xb5, 0x2f, 0xfd], 'zstd', 'unzstd'],
+  [[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], 'xz', 'unxz'],
+  [[0x42, 0x5a, 0x68], 'bzip2', 'bunzip2'],
+];
+
+/**
+ * An archive is read in place (entries by offset), so it must be a plain tar. A compressed one
+ * (which containers/image would decompress on the fly) is named as such rather than failing on a
+ * tar header that is not one.
+ */
+function refuseCompressed(first: Buffer, path: string): void {
+  for (const [magic, name, tool] of COMPRESSED) {
+    if (magic.every((b, i) => first[i] === b)) {
+      throw new OciFormatError(`${path} is ${name}-compressed; oci-archive: reads an uncompressed tar (decompress it first, e.g. with ${tool})`, { path, compression: name });
+    }
+  }
+}
+
 /** Read every header of the tar at `path`; later entries of the same name win. */
 export async function indexTar(path: string): Promise<Map<string, TarEntryLocation>> {
   const fh = await open(path, 'r');
@@ -89,6 +109,7 @@ export async function indexTar(path: string): Promise<Map<string, TarEntryLocati
         throw new OciFormatError(`${where}: truncated (file is ${fileSize} bytes)`);
       }
       await fh.read(hdr, 0, BLOCK, pos);
+      if (pos === 0) refuseCompressed(hdr, path);
       if (hdr.every((x) => x === 0)) break;
       // checksum: sum of header bytes with the checksum field read as spaces
       let sum = 0;
