@@ -98,3 +98,22 @@ t.test('a failed push names the registry reference, not the temporary layout, an
   const { readdir } = await import('node:fs/promises');
   t.same(await readdir(dir), [], 'no ostree-oci-push- temp dir left');
 });
+
+t.test('a missing --authfile is an error, not an anonymous pull or push', async (t) => {
+  const host = await startRegistry(t);
+  const dir = await tempDir(t);
+  const missing = `${dir}/no-such-auth.json`;
+  await t.rejects(openImage(`docker://${host}/ostree-oci/none:v1`, { tlsVerify: false, tmpDir: dir, authFile: missing }), {
+    constructor: SkopeoError,
+    message: `auth file ${missing}: ENOENT`,
+  });
+  // A push fails before any layer is written.
+  await t.rejects(createImageWriter(`docker://${host}/ostree-oci/none:v1`, { tlsVerify: false, tmpDir: dir, authFile: missing }), {
+    constructor: SkopeoError,
+    message: `auth file ${missing}: ENOENT`,
+  });
+  const { readdir } = await import('node:fs/promises');
+  t.same(await readdir(dir), [], 'no temp dirs left');
+  const r = await fetch(`http://${host}/v2/ostree-oci/none/manifests/v1`);
+  t.equal(r.status, 404, 'nothing was pushed');
+});

@@ -28,7 +28,7 @@ import {
 } from './errors.js';
 import { OciLayoutWriter, type AddBlobOptions, type BlobInput, type LayerOptions, type LayerResult } from './layout-writer.js';
 import { formatImageReference, toImageReference, type ImageReference } from './ref.js';
-import { skopeoCopy } from './skopeo.js';
+import { checkAuthFile, skopeoCopy } from './skopeo.js';
 import { OciArchiveSource, OciDirSource, SkopeoDirSource, type BlobSource } from './source.js';
 import { chain, contextError, readAll } from './stream-util.js';
 import {
@@ -541,6 +541,7 @@ export async function createImageWriter(refIn: string | ImageReference, opts: Tr
     }
     case 'docker': {
       if (ref.digest !== undefined) throw new UsageError(`cannot push to a digest reference: ${formatImageReference(ref)} (use a tag)`);
+      if (opts.authFile) checkAuthFile(opts.authFile); // before any layer is compressed
       const temp = makeTemp(defaultTmpDir(opts), 'ostree-oci-push-');
       try {
         return new Writer(ref, await OciLayoutWriter.open(join(temp.path, 'layout'), { name }), temp, undefined, opts);

@@ -4,7 +4,7 @@
  * manifest bytes and digest); pushes copy from a temporary `oci:` layout.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { registerChild } from '../cleanup.js';
@@ -62,8 +62,21 @@ export function skopeoCopyArgs(src: string, dest: string, opts: SkopeoCopyOption
   return args;
 }
 
+/**
+ * skopeo silently ignores a missing auth file and goes on anonymously; a typo must not do that.
+ * Throws a SkopeoError naming the file when it cannot be read.
+ */
+export function checkAuthFile(file: string): void {
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (e) {
+    throw new SkopeoError(`auth file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { authFile: file });
+  }
+}
+
 /** Run `skopeo copy SRC DEST`; throws SkopeoError with skopeo's message on failure. */
 export async function skopeoCopy(src: string, dest: string, opts: SkopeoCopyOptions = {}): Promise<void> {
+  if (opts.authFile) checkAuthFile(opts.authFile);
   const args = skopeoCopyArgs(src, dest, opts);
   await new Promise<void>((resolve, reject) => {
     const child = spawn(SKOPEO, args, { stdio: ['ignore', 'ignore', 'pipe'], signal: opts.signal });
