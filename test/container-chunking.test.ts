@@ -143,3 +143,45 @@ t.test('--contentmeta: one layer per component, then the reserved layer', async 
   t.throws(() => parseContentMeta({ version: 1, layers: {}, mapping: { abc: 'nope' } }, 'x'), /names layer "nope", which is not in "layers"/);
   t.equal(execFileSync('ostree', ['fsck', `--repo=${dst}`], { encoding: 'utf8' }).includes('no errors'), true);
 });
+
+t.test('--contentmeta: components without objects are left out, and --max-layers N means at most N chunks', async (t) => {
+  const d = tmp(t);
+  const s = makeSampleRepo(d);
+  const repo = Repo.open(s.repo);
+  t.teardown(() => repo.close());
+  const { mapping } = collectContent(repo, repo.loadCommit(s.commit), false);
+  const map: Record<string, string> = { ['0'.repeat(64)]: 'ghost' };
+  for (const [c, e] of mapping) {
+    if (e.paths.some((p) => p.startsWith('/usr/bin/'))) map[c] = 'pkg-bin';
+    else if (e.paths.some((p) => p.startsWith('/usr/lib/'))) map[c] = 'pkg-lib';
+  }
+  // 'empty' has no mapping entry, 'ghost' only an object that is not in the commit: either would be
+  // a skeleton-only chunk with the reserved chunk's diffid.
+  const layers = { empty: 'nothing', 'pkg-bin': 'bin tools', ghost: 'not here', 'pkg-lib': 'libraries' };
+  const meta = parseContentMeta({ version: 1, layers, mapping: map }, 'test');
+  const dst = join(d, 'dst');
+  ostreeInit(dst, 'bare-user');
+  const dr = Repo.open(dst);
+  t.teardown(() => dr.close());
+  const cases: Array<[number | undefined, string[]]> = [
+    [undefined, ['pkg-bin', 'pkg-lib', 'Reserved for new packages']],
+    [1, ['pkg-bin and pkg-lib']],
+    [2, ['pkg-bin and pkg-lib', 'Reserved for new packages']],
+    [3, ['pkg-bin', 'pkg-lib', 'Reserved for new packages']],
+  ];
+  for (const [n, names] of cases) {
+    const dir = join(d, `img-${n ?? 'all'}`);
+    const r = await encapsulate(repo, s.commit, `oci:${dir}`, { contentmeta: meta, ...(n === undefined ? {} : { maxLayers: n }) });
+    t.same(r.layers.map((l) => l.name), ['sample', ...names], `max-layers ${n ?? 'unset'}: layers`);
+    const ids = readLayout(dir).config.rootfs.diff_ids;
+    t.equal(new Set(ids).size, ids.length, `max-layers ${n ?? 'unset'}: no two layers share a diffid`);
+    const imported = await unencapsulate(dr, `oci:${dir}`).then((x) => x.commit, (e: Error) => e.message);
+    t.equal(imported, s.commit, `max-layers ${n ?? 'unset'}: imports`);
+  }
+  // No component holds an object of the commit: a single-layer image, as ostree-ext writes it.
+  const none = parseContentMeta({ version: 1, layers: { empty: 'nothing', ghost: 'not here' }, mapping: { ['0'.repeat(64)]: 'ghost' } }, 'test');
+  const r = await encapsulate(repo, s.commit, `oci:${join(d, 'none')}`, { contentmeta: none });
+  t.same(r.layers.map((l) => l.name), ['sample']);
+  t.equal((await unencapsulate(dr, `oci:${join(d, 'none')}`)).commit, s.commit);
+  t.match(ostreeFsck(dst), /no errors/);
+});

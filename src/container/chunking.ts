@@ -11,8 +11,13 @@
  *     one chunk per `layers` entry, in file order, holding the objects mapped to it, then an empty
  *     "Reserved for new packages" chunk, as ostree-ext lays out images with few components.
  *     Objects the mapping does not mention stay in the commit layer; mapping entries for objects
- *     that are not in the commit are ignored. With `maxLayers`, chunks beyond the limit are merged
- *     into the last one.
+ *     that are not in the commit are ignored, and so are components left without any object
+ *     (ostree-ext builds its components from the mapped objects): their chunk would hold only the
+ *     skeleton, byte-identical to the reserved one, and no importer accepts two layers with one
+ *     diffid. No component with objects → no chunks at all (as ostree-ext). With `maxLayers` N
+ *     there are at most N chunks, the reserved one included (ostree-ext's bins include it): the
+ *     components get N − 1, the last one taking the overflow; N = 1 is one chunk of all
+ *     components and no reserved chunk.
  *
  *  3. **Directory subtrees** (`maxLayers` without content metadata). Deterministic, and built so
  *     that a change in one part of the tree changes few layers:
@@ -248,6 +253,9 @@ export function parseContentMeta(json: unknown, where: string): ContentMeta {
 
 /** Mode 2 (see module comment). */
 export function chunkByContentMeta(meta: ContentMeta, mapping: ChunkMapping, maxLayers?: number): Chunking {
+  if (maxLayers !== undefined && (!Number.isInteger(maxLayers) || maxLayers < 1)) {
+    throw new UsageError(`--max-layers must be a positive integer, got ${maxLayers}`);
+  }
   const ids = Object.keys(meta.layers);
   const byId = new Map<string, ChunkMapping>(ids.map((id) => [id, new Map()]));
   const remainder: ChunkMapping = new Map();
@@ -256,18 +264,16 @@ export function chunkByContentMeta(meta: ContentMeta, mapping: ChunkMapping, max
     if (id === undefined) remainder.set(csum, e);
     else byId.get(id)!.set(csum, e);
   }
-  let groups = ids.map((id) => ({ ids: [id], mapping: byId.get(id)! }));
-  if (maxLayers !== undefined) {
-    if (!Number.isInteger(maxLayers) || maxLayers < 1) throw new UsageError(`--max-layers must be a positive integer, got ${maxLayers}`);
-    // One bin stays reserved for new packages (as ostree-ext); the rest hold the components.
-    const room = Math.max(1, maxLayers - 1);
-    if (groups.length > room) {
-      const head = groups.slice(0, room - 1);
-      const tail = groups.slice(room - 1);
-      const merged: ChunkMapping = new Map();
-      for (const g of tail) for (const [c, e] of g.mapping) merged.set(c, e);
-      groups = [...head, { ids: tail.flatMap((g) => g.ids), mapping: merged }];
-    }
+  let groups = ids.filter((id) => byId.get(id)!.size > 0).map((id) => ({ ids: [id], mapping: byId.get(id)! }));
+  if (groups.length === 0) return { remainder, chunks: [] };
+  const reserve = maxLayers === undefined || maxLayers >= 2;
+  const room = maxLayers === undefined ? groups.length : reserve ? maxLayers - 1 : 1;
+  if (groups.length > room) {
+    const head = groups.slice(0, room - 1);
+    const tail = groups.slice(room - 1);
+    const merged: ChunkMapping = new Map();
+    for (const g of tail) for (const [c, e] of g.mapping) merged.set(c, e);
+    groups = [...head, { ids: tail.flatMap((g) => g.ids), mapping: merged }];
   }
   const chunks: Chunk[] = groups.map((g) => {
     let size = 0;
@@ -275,6 +281,6 @@ export function chunkByContentMeta(meta: ContentMeta, mapping: ChunkMapping, max
     const components = g.ids.map((id) => meta.layers[id]!);
     return { name: g.ids.length === 1 ? g.ids[0]! : chunkName(g.ids), components, mapping: g.mapping, size };
   });
-  chunks.push({ name: RESERVED_CHUNK_NAME, components: [], mapping: new Map(), size: 0 });
+  if (reserve) chunks.push({ name: RESERVED_CHUNK_NAME, components: [], mapping: new Map(), size: 0 });
   return { remainder, chunks };
 }
