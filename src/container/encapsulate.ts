@@ -39,7 +39,7 @@ import {
   type Chunking,
   type ContentMeta,
 } from './chunking.js';
-import { exportChunk, exportFinalChunk } from './tar-export.js';
+import { checkCheckoutPaths, exportChunk, exportFinalChunk } from './tar-export.js';
 import { ComposefsLayerTap } from '../composefs/image-digests.js';
 
 export const LABEL_COMMIT = 'ostree.commit';
@@ -158,15 +158,12 @@ export function commitLabels(commit: LoadedCommit, opts: EncapsulateOptions): Re
 
 /** Decide which objects go into which layer. */
 export function planChunking(repo: Repo, commit: LoadedCommit, opts: Pick<EncapsulateOptions, 'maxLayers' | 'contentmeta'>): Chunking {
-  if (opts.contentmeta) {
-    const { mapping } = collectContent(repo, commit, false);
-    return chunkByContentMeta(opts.contentmeta, mapping, opts.maxLayers);
-  }
-  if (opts.maxLayers !== undefined) {
-    const { mapping, tree } = collectContent(repo, commit, true);
-    return { remainder: new Map(), chunks: chunkBySubtrees(tree, mapping, opts.maxLayers) };
-  }
-  const { mapping } = collectContent(repo, commit, false);
+  const sized = opts.contentmeta === undefined && opts.maxLayers !== undefined;
+  const { mapping, tree } = collectContent(repo, commit, sized);
+  // Before anything is written: a path the format cannot carry fails here, not mid-layer.
+  checkCheckoutPaths(commit.checksum, [mapping]);
+  if (opts.contentmeta) return chunkByContentMeta(opts.contentmeta, mapping, opts.maxLayers);
+  if (opts.maxLayers !== undefined) return { remainder: new Map(), chunks: chunkBySubtrees(tree, mapping, opts.maxLayers) };
   return { remainder: mapping, chunks: [] };
 }
 

@@ -15,3 +15,6 @@ export class NotOstreeImageError extends OstreeOciError {}
 
 /** `--verify-commit` / `--require-commitmeta` / label consistency failed. */
 export class CommitVerificationError extends OstreeOciError {}
+
+/** A commit the ostree-ext format cannot carry (a path that collides with the format's own entries). */
+export class UnrepresentableCommitError extends OstreeOciError {}

@@ -45,4 +45,4 @@ export { TarReader, type TarEntry } from './tar-reader.js';
 export { TarBuilder, TarOutput } from './tar-writer.js';
 export { Header as TarHeader, EntryType as TarEntryType } from './tar-header.js';
 export { normalizeEntryPath, parseRepoPath, objectPath, REPO_PREFIX } from './paths.js';
-export { ContainerFormatError, MissingObjectError, NotOstreeImageError, CommitVerificationError } from './errors.js';
+export { ContainerFormatError, MissingObjectError, NotOstreeImageError, CommitVerificationError, UnrepresentableCommitError } from './errors.js';

@@ -8,6 +8,17 @@ import { ContainerFormatError } from './errors.js';
 export const OSTREEDIR = 'sysroot/ostree';
 /** Entries under this prefix are the ones the importer looks at. */
 export const REPO_PREFIX = 'sysroot/ostree/repo/';
+/**
+ * Whether a checkout entry (tar path, no leading `./`) falls on the repository skeleton every layer
+ * carries: at or below `sysroot/ostree/repo` importers take it for part of the image's repository
+ * (an object below `objects/` or `xattrs/`, dropped as `config` or `refs/…`, otherwise a stray
+ * file in the repository a container sees), and at `sysroot` or `sysroot/ostree` it would
+ * replace one of the skeleton's directories.
+ */
+export function collidesWithRepoSkeleton(tarPath: string): boolean {
+  return tarPath === 'sysroot' || tarPath === OSTREEDIR || tarPath === `${OSTREEDIR}/repo` || tarPath.startsWith(REPO_PREFIX);
+}
+
 export const REPO_CONFIG = '[core]\nrepo_version=1\nmode=bare-split-xattrs\n';
 
 export type ObjectKind = 'commit' | 'commitmeta' | 'dirtree' | 'dirmeta' | 'file';

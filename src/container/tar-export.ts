@@ -19,11 +19,17 @@
  * loses its dirtree objects when no other directory shares them (§1.4, "edge-case bug"). Here
  * the subtree's metadata objects are still written (no directory entries), so the import is
  * always complete. For ordinary commits (empty `/sysroot`) the bytes are the same.
+ *
+ * Layers still get the checkout entries of files below `/sysroot` (as ostree-ext's `write_chunk`
+ * writes them), so a commit with a file whose entry would fall on the repository skeleton
+ * (`collidesWithRepoSkeleton`, e.g. an embedded repository at `/sysroot/ostree/repo`) is refused:
+ * importers would read that entry as part of the image's repository.
  */
 import { createReadStream, readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { ObjectType } from '../../ostree-bindings/index.js';
 import { OstreeOciError } from '../errors.js';
+import { UnrepresentableCommitError } from './errors.js';
 import {
   parseDirMeta,
   parseDirTree,
@@ -32,7 +38,7 @@ import {
   type FileHeader,
 } from '../gvariant/ostree-types.js';
 import { fileHeaderOf, type LoadedCommit, type Repo } from '../ostree/repo.js';
-import { mapPathV0, objectPath, OSTREEDIR, pathEquivalentForTar, pathForTarV1, REPO_CONFIG, xattrsLinkPath } from './paths.js';
+import { collidesWithRepoSkeleton, mapPathV0, objectPath, OSTREEDIR, pathEquivalentForTar, pathForTarV1, REPO_CONFIG, xattrsLinkPath } from './paths.js';
 import { EntryType, Header, rustComponents } from './tar-header.js';
 import { TarBuilder, TarOutput } from './tar-writer.js';
 
@@ -42,6 +48,22 @@ const SELINUX_XATTR = 'security.selinux';
 
 /** Objects of one layer: checksum → size and checkout paths (absolute, `/usr/bin/bash`). */
 export type ChunkMapping = Map<string, { size: number; paths: string[] }>;
+
+/** Refuse a checkout entry that would fall on the repository skeleton (see module doc). */
+export function checkCheckoutPath(commit: string, tarPath: string, checksum: string): void {
+  const p = tarPath.startsWith('./') ? tarPath.slice(2) : tarPath;
+  if (!collidesWithRepoSkeleton(p)) return;
+  throw new UnrepresentableCommitError(
+    `commit ${commit}: cannot encapsulate ${p} (file object ${checksum}): its layer entry would collide with the ` +
+      'sysroot/ostree/repo skeleton the format writes for the image\'s own repository (importers would read it as part of that repository)',
+    { commit, path: p, checksum },
+  );
+}
+
+/** Every checkout path of a chunking, checked before any layer is written. */
+export function checkCheckoutPaths(commit: string, mappings: Iterable<ChunkMapping>): void {
+  for (const m of mappings) for (const [checksum, e] of m) for (const p of e.paths) checkCheckoutPath(commit, pathForTarV1(p), checksum);
+}
 
 /** A loaded content object, ready to be written. */
 interface ContentObject {
@@ -263,7 +285,8 @@ export class OstreeTarWriter {
   }
 
   /** The checkout entry of an object: a hardlink, or an empty regular file for empty files. */
-  private async appendContentHardlink(srcPath: string, h: Header, dest: string): Promise<void> {
+  private async appendContentHardlink(srcPath: string, h: Header, dest: string, checksum: string): Promise<void> {
+    checkCheckoutPath(this.commit.checksum, dest, checksum);
     const isRegularZeroSized = h.entryType() === EntryType.Regular && h.size() === 0;
     h.setSize(0);
     if (!isRegularZeroSized) {
@@ -281,7 +304,7 @@ export class OstreeTarWriter {
     if (!this.structureOnly) {
       for (const f of tree.files) {
         const { objPath, h } = await this.appendContent(f.checksum);
-        await this.appendContentHardlink(objPath, h, mapPathV0(join(f.name)));
+        await this.appendContentHardlink(objPath, h, mapPathV0(join(f.name)), f.checksum);
       }
     }
     if (pathEquivalentForTar(dirpath, 'var/tmp')) this.wroteVarTmp = true;
@@ -330,7 +353,7 @@ export class OstreeTarWriter {
     for (const checksum of sorted) {
       const { objPath, h } = await this.appendContent(checksum);
       for (const p of mapping.get(checksum)!.paths) {
-        await this.appendContentHardlink(objPath, h.clone(), pathForTarV1(p));
+        await this.appendContentHardlink(objPath, h.clone(), pathForTarV1(p), checksum);
       }
     }
   }
