@@ -47,6 +47,7 @@
 import { createHash } from 'node:crypto';
 import { ObjectType } from '../../ostree-bindings/index.js';
 import { UsageError } from '../errors.js';
+import { parseRfc3339Seconds } from '../oci/rfc3339.js';
 import { parseDirTree } from '../gvariant/ostree-types.js';
 import type { LoadedCommit, Repo } from '../ostree/repo.js';
 import type { ChunkMapping } from './tar-export.js';
@@ -242,6 +243,9 @@ export function parseContentMeta(json: unknown, where: string): ContentMeta {
     for (const [k, s] of Object.entries(json['labels'])) if (typeof s !== 'string') throw new UsageError(`${where}: labels[${JSON.stringify(k)}] must be a string`);
   }
   if (json['created'] !== undefined && typeof json['created'] !== 'string') throw new UsageError(`${where}: "created" must be a string`);
+  if (typeof json['created'] === 'string' && parseRfc3339Seconds(json['created']) === null) {
+    throw new UsageError(`${where}: "created" ${JSON.stringify(json['created'])} is not an RFC 3339 date-time (like 2024-01-02T03:04:05Z)`);
+  }
   const meta = json as unknown as ContentMeta;
   for (const [csum, id] of Object.entries(meta.mapping)) {
     if (!Object.prototype.hasOwnProperty.call(meta.layers, id)) {

@@ -17,7 +17,8 @@
  *    threads), at most `jobs` at a time so memory stays bounded.
  */
 import { cpus } from 'node:os';
-import { UsageError } from '../errors.js';
+import { OstreeOciError, UsageError } from '../errors.js';
+import { formatRfc3339Seconds, parseRfc3339Seconds } from '../oci/rfc3339.js';
 import type { Variant } from '../gvariant/codec.js';
 import {
   createImageWriter,
@@ -126,6 +127,35 @@ export function formatTimestamp(d: Date): string {
   return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
+/**
+ * Config `created` (written as given, as ostree-ext does, once it is a date-time skopeo can read)
+ * and the history entries' `created` (the same instant, whole seconds, UTC).
+ */
+export function resolveCreated(commit: LoadedCommit, opts: Pick<EncapsulateOptions, 'created' | 'contentmeta'>): { config: string; history: string } {
+  const given = opts.created !== undefined ? { text: opts.created, what: '--created' } : opts.contentmeta?.created !== undefined ? { text: opts.contentmeta.created, what: 'content metadata "created"' } : undefined;
+  if (given) {
+    const seconds = parseRfc3339Seconds(given.text);
+    const history = seconds === null ? null : formatRfc3339Seconds(seconds);
+    if (history === null) {
+      throw new UsageError(
+        `${given.what} ${JSON.stringify(given.text)} is not an RFC 3339 date-time between years 0000 and 9999 in UTC ` +
+          '(like 2024-01-02T03:04:05Z or 2024-01-02T04:04:05+01:00), which an OCI config "created" must be',
+        { field: given.what, value: given.text },
+      );
+    }
+    return { config: given.text, history };
+  }
+  const ts = commit.commit.timestamp;
+  const text = formatRfc3339Seconds(ts);
+  if (text === null) {
+    throw new OstreeOciError(
+      `commit ${commit.checksum}: timestamp ${ts} is after 9999-12-31T23:59:59Z and has no RFC 3339 form for the config "created"; give one with --created`,
+      { commit: commit.checksum, timestamp: String(ts) },
+    );
+  }
+  return { config: text, history: text };
+}
+
 /** Labels from commit metadata, in ostree-ext's order (see module comment). */
 export function commitLabels(commit: LoadedCommit, opts: EncapsulateOptions): Record<string, string> {
   const labels: Record<string, string> = {};
@@ -206,9 +236,7 @@ export async function encapsulate(
   }
   const labels = commitLabels(commit, opts);
   const chunking = planChunking(repo, commit, opts);
-  const createdText = opts.created ?? opts.contentmeta?.created ?? formatTimestamp(new Date(Number(commit.commit.timestamp) * 1000));
-  const createdDate = new Date(createdText);
-  const historyCreated = formatTimestamp(Number.isNaN(createdDate.getTime()) ? new Date(0) : createdDate);
+  const created = resolveCreated(commit, opts);
   const subject = commit.commit.subject;
   const commitLayerName = subject === '' ? `ostree export of commit ${commit.checksum}` : subject;
 
@@ -245,14 +273,14 @@ export async function encapsulate(
     const layers = cfs ? cfs.annotateLayers(written) : written;
     labels[LABEL_FINAL_DIFFID] = layers[layers.length - 1]!.diffId;
     const names = [commitLayerName, ...chunking.chunks.map((c) => c.name)];
-    const history: HistoryEntry[] = names.map((n) => ({ created: historyCreated, created_by: n }));
+    const history: HistoryEntry[] = names.map((n) => ({ created: created.history, created_by: n }));
     const containerConfig: NonNullable<ImageConfig['config']> = { Labels: { ...labels } };
     const cmdMeta = metaLookup(commit, 'ostree.container-cmd');
     const cmd = opts.cmd ?? (cmdMeta?.type === 'as' ? (cmdMeta.value as string[]) : undefined);
     if (cmd) containerConfig.Cmd = cmd;
     const platform = opts.platform ?? { architecture: hostArchitecture(), os: 'linux' };
     const result = await writer.commit({
-      config: { created: createdText, architecture: platform.architecture, os: platform.os, config: containerConfig, history },
+      config: { created: created.config, architecture: platform.architecture, os: platform.os, config: containerConfig, history },
       annotations: { ...labels, ...(cfs ? cfs.manifestAnnotations() : {}) },
       layers,
     });

@@ -46,7 +46,7 @@ export function register(program: Command): void {
     .option('--cmd <arg>', 'container Cmd, one argument per occurrence (default: commit ostree.container-cmd)', collect)
     .option('--copymeta <key>', 'copy a commit metadata string to a label (required)', collect, [])
     .option('--copymeta-opt <key>', 'copy a commit metadata string to a label if present', collect, [])
-    .option('--created <time>', 'config "created" (default: the commit timestamp)')
+    .option('--created <time>', 'config "created", an RFC 3339 date-time such as 2024-01-02T03:04:05Z (default: the commit timestamp)')
     .option('--no-tls-verify', 'do not verify TLS for docker:// destinations')
     .option('--authfile <file>', 'registry credentials file')
     .option('--json', 'print a JSON summary')
@@ -85,7 +85,7 @@ export function register(program: Command): void {
       }
       if (opts.cmd) e.cmd = opts.cmd;
       if (opts.composefs) e.composefs = true;
-      if (opts.created) e.created = opts.created;
+      if (opts.created !== undefined) e.created = opts.created;
       if (opts.authfile) e.authFile = opts.authfile;
       const tick = progress('encapsulate');
       let done = 0;
