@@ -2,14 +2,15 @@
  * encapsulate refuses what it cannot write as an importable, faithful image — with an error
  * naming the path/object/field, a non-zero exit and no output written: commits with files whose
  * layer entries would fall on the sysroot/ostree/repo skeleton; a `created` that is not an RFC 3339
- * date-time skopeo can read (from --created, --contentmeta or a commit timestamp after 9999).
+ * date-time skopeo can read (from --created, --contentmeta or a commit timestamp after 9999); a
+ * source repository whose commit, dirtree, dirmeta or content objects do not hash to their names.
  */
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ostreeCommit, ostreeInit } from '../scripts/lib/sample-tree.js';
-import { readLayout } from './container-helpers.js';
+import { makeSampleRepo, readLayout } from './container-helpers.js';
 import { cli, ensureBuilt, ostreeFsck, tmp } from './helpers/tmp.js';
 
 ensureBuilt();
@@ -124,4 +125,41 @@ t.test('created: only RFC 3339 date-times that skopeo can read', async (t) => {
   const given = cli(['encapsulate', '--repo', repo, 'late', `oci:${lateOut}:x`, '--created', '2024-01-01T00:00:00Z']);
   t.equal(given.status, 0, given.stderr);
   t.equal((readLayout(lateOut).config as unknown as { created: string }).created, '2024-01-01T00:00:00Z');
+});
+
+t.test('a corrupt source repository: encapsulate re-hashes what it reads and names the object', async (t) => {
+  const d = tmp(t);
+  const s = makeSampleRepo(d, { bigFileMiB: 2 });
+  const ls = (path: string, flags: string[] = []): string[] =>
+    execFileSync('ostree', ['ls', `--repo=${s.repo}`, '-C', ...flags, s.commit, path], { encoding: 'utf8' }).trim().split(/\s+/);
+  const obj = (c: string, ext: string): string => join('objects', c.slice(0, 2), `${c.slice(2)}.${ext}`);
+  const fileObj = (path: string): string => ls(path)[4]!;
+  const docDir = ls('/usr/share/doc', ['-d']);
+  // Each case: the object, how to corrupt its bytes (still parseable), the path the error names.
+  const cases: Array<{ what: string; type: string; csum: string; ext: string; at: string; edit: (b: Buffer) => void; early: boolean }> = [
+    { what: 'large file', type: 'file', csum: fileObj('/usr/lib/big.bin'), ext: 'file', at: '/usr/lib/big.bin', edit: (b) => void (b[10]! ^= 1), early: false },
+    { what: 'small file', type: 'file', csum: fileObj('/usr/share/doc/README'), ext: 'file', at: '/usr/share/doc/README', edit: (b) => void (b[0]! ^= 1), early: false },
+    { what: 'symlink', type: 'file', csum: fileObj('/usr/bin/readme-rel'), ext: 'file', at: '/usr/bin/readme-rel', edit: (b) => void (b[0] = 0x2c), early: false },
+    { what: 'dirtree', type: 'dirtree', csum: docDir[4]!, ext: 'dirtree', at: '/usr/share/doc', edit: (b) => void (b[b.indexOf('README')] = 0x72), early: true },
+    { what: 'dirmeta', type: 'dirmeta', csum: docDir[5]!, ext: 'dirmeta', at: '/', edit: (b) => void (b[10]! ^= 0o2), early: true },
+    { what: 'commit', type: 'commit', csum: s.commit, ext: 'commit', at: `rev ${s.commit}`, edit: (b) => void (b[b.indexOf('sample')] = 0x53), early: true },
+  ];
+  for (const c of cases) {
+    const repo = join(d, `bad-${c.what.replace(/ /g, '-')}`);
+    execFileSync('cp', ['-a', s.repo, repo]); // keeps the user.ostreemeta xattrs of bare-user objects
+    const f = join(repo, obj(c.csum, c.ext));
+    const b = readFileSync(f);
+    c.edit(b);
+    writeFileSync(f, b);
+    for (const extra of [[], ['--max-layers', '3']]) {
+      const out = join(d, `out-${c.what.replace(/ /g, '-')}-${extra.length}`);
+      const r = cli(['encapsulate', '--repo', repo, s.commit, `oci:${out}:x`, ...extra]);
+      t.equal(r.status, 1, `${c.what} ${extra.join(' ')}: exit 1`);
+      t.match(r.stderr, `${c.type} object checksum mismatch at ${c.at === '/' ? '' : c.at}`, `${c.what}: names the object type and path`);
+      t.match(r.stderr, `in repository ${repo}`, `${c.what}: names the repository`);
+      t.match(r.stderr, `expected ${c.csum}`, `${c.what}: names the object`);
+      // Metadata is checked before anything is written; content as it streams into its layer.
+      if (c.early) t.notOk(existsSync(out), `${c.what}: nothing written`);
+    }
+  }
 });

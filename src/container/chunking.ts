@@ -48,7 +48,8 @@ import { createHash } from 'node:crypto';
 import { ObjectType } from '../../ostree-bindings/index.js';
 import { UsageError } from '../errors.js';
 import { parseRfc3339Seconds } from '../oci/rfc3339.js';
-import { parseDirTree } from '../gvariant/ostree-types.js';
+import { parseDirMeta, parseDirTree } from '../gvariant/ostree-types.js';
+import { loadVerifiedMetadata } from '../ostree/verify-objects.js';
 import type { LoadedCommit, Repo } from '../ostree/repo.js';
 import type { ChunkMapping } from './tar-export.js';
 
@@ -114,7 +115,8 @@ function objectSize(repo: Repo, checksum: string): number {
 
 /**
  * Every content object of the commit with its checkout paths (absolute, commit walk order), and
- * optionally the directory tree with sizes.
+ * optionally the directory tree with sizes. Every dirtree and dirmeta is re-hashed on the way, so
+ * a corrupt tree fails here, before any layer is written.
  */
 export function collectContent(
   repo: Repo,
@@ -123,17 +125,23 @@ export function collectContent(
 ): { mapping: ChunkMapping; tree: DirNode; total: number } {
   const mapping: ChunkMapping = new Map();
   const trees = new Map<string, ReturnType<typeof parseDirTree>>();
-  const loadTree = (c: string): ReturnType<typeof parseDirTree> => {
+  const loadTree = (c: string, path: string): ReturnType<typeof parseDirTree> => {
     let t = trees.get(c);
     if (!t) {
-      t = parseDirTree(repo.loadMetadataBytes(ObjectType.DIR_TREE, c), `dirtree ${c}`);
+      t = parseDirTree(loadVerifiedMetadata(repo, ObjectType.DIR_TREE, c, path), `dirtree ${c}`);
       trees.set(c, t);
     }
     return t;
   };
+  const metas = new Set<string>();
+  const checkMeta = (c: string, path: string): void => {
+    if (metas.has(c)) return;
+    parseDirMeta(loadVerifiedMetadata(repo, ObjectType.DIR_META, c, path), `dirmeta ${c}`);
+    metas.add(c);
+  };
   const visit = (path: string, treeCsum: string): DirNode => {
     const node: DirNode = { path, own: [], ownSize: 0, total: 0, count: 0, subdirs: [] };
-    const t = loadTree(treeCsum);
+    const t = loadTree(treeCsum, path);
     const base = path === '/' ? '' : path;
     for (const f of t.files) {
       const p = `${base}/${f.name}`;
@@ -150,6 +158,7 @@ export function collectContent(
     node.total = node.ownSize;
     node.count = node.own.length;
     for (const d of t.dirs) {
+      checkMeta(d.meta, `${base}/${d.name}`);
       const sub = visit(`${base}/${d.name}`, d.tree);
       node.subdirs.push(sub);
       node.total += sub.total;
@@ -157,6 +166,7 @@ export function collectContent(
     }
     return node;
   };
+  checkMeta(commit.commit.rootMeta, '/');
   const tree = visit('/', commit.commit.rootTree);
   return { mapping, tree, total: tree.total };
 }

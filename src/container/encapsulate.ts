@@ -30,7 +30,8 @@ import {
   type LayerResult,
   type TransportOptions,
 } from '../oci/index.js';
-import type { LoadedCommit, Repo } from '../ostree/repo.js';
+import { ObjectType, type LoadedCommit, type Repo } from '../ostree/repo.js';
+import { checkMetadataBytes } from '../ostree/verify-objects.js';
 import {
   chunkByContentMeta,
   chunkBySubtrees,
@@ -229,6 +230,7 @@ export async function encapsulate(
 ): Promise<EncapsulateResult> {
   const ref = toImageReference(imgref);
   const commit = repo.loadCommit(rev);
+  checkMetadataBytes(repo, ObjectType.COMMIT, commit.checksum, commit.bytes, `rev ${rev}`);
   const compression = opts.compression ?? 'gzip';
   if (compression !== 'gzip' && compression !== 'zstd') throw new UsageError(`unsupported compression "${String(compression)}" (gzip or zstd)`);
   if (opts.maxLayers !== undefined && (!Number.isInteger(opts.maxLayers) || opts.maxLayers < 1)) {

@@ -28,7 +28,9 @@
 import { createReadStream, readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { ObjectType } from '../../ostree-bindings/index.js';
-import { OstreeOciError } from '../errors.js';
+import { ObjectChecksumError, OstreeOciError } from '../errors.js';
+import { ContentHasher } from '../ostree/checksum.js';
+import { loadVerifiedMetadata } from '../ostree/verify-objects.js';
 import { UnrepresentableCommitError } from './errors.js';
 import {
   parseDirMeta,
@@ -115,6 +117,17 @@ export function loadContentObject(repo: Repo, checksum: string): ContentObject {
   }
 }
 
+/** `src`, feeding `hasher` on the way (destroyed with the consumer's loop, by for-await). */
+async function* hashed(src: Readable, hasher: ContentHasher): AsyncGenerator<Buffer> {
+  for await (const chunk of src) {
+    hasher.update(chunk as Buffer);
+    yield chunk as Buffer;
+  }
+}
+
+/** A dirtree walk path (`./`, `./usr/bin`) as a commit path (`/`, `/usr/bin`). */
+const commitPath = (p: string): string => (p.startsWith('./') ? `/${p.slice(2)}` : p);
+
 /** What tar-rs `set_link_name` would store for a symlink target. */
 function normalizedLinkName(target: string): string {
   let s = '';
@@ -147,10 +160,10 @@ export class OstreeTarWriter {
     private readonly b: TarBuilder,
   ) {}
 
-  private loadDirMetaBytes(checksum: string): Buffer {
+  private loadDirMetaBytes(checksum: string, where: string): Buffer {
     let b = this.dirmetaCache.get(checksum);
     if (!b) {
-      b = this.repo.loadMetadataBytes(ObjectType.DIR_META, checksum);
+      b = loadVerifiedMetadata(this.repo, ObjectType.DIR_META, checksum, where);
       this.dirmetaCache.set(checksum, b);
     }
     return b;
@@ -192,7 +205,7 @@ export class OstreeTarWriter {
   /** `./`, skeleton, commit (+ commitmeta), root dirmeta, the tree, `var/tmp`. */
   async writeCommit(): Promise<void> {
     const c = this.commit.commit;
-    const rootMetaBytes = this.loadDirMetaBytes(c.rootMeta);
+    const rootMetaBytes = this.loadDirMetaBytes(c.rootMeta, '/');
     await this.appendDir('./', parseDirMeta(rootMetaBytes, `dirmeta ${c.rootMeta}`));
     await this.writeRepoStructure();
     await this.appendCommitObject();
@@ -219,9 +232,11 @@ export class OstreeTarWriter {
 
   /**
    * Write a content object (first time only): `.file-xattrs-link`, PAX xattrs, `.file`. Returns
-   * the object path and the header to clone for its checkout hardlinks.
+   * the object path and the header to clone for its checkout hardlinks. The object is re-hashed
+   * as it is written (`path`, one of its paths in the commit, names it if it is corrupt): the
+   * layer fails rather than carry content the commit does not reference.
    */
-  async appendContent(checksum: string): Promise<{ objPath: string; h: Header }> {
+  async appendContent(checksum: string, path: string): Promise<{ objPath: string; h: Header }> {
     const objPath = objectPath('file', checksum);
     // A hardlink to an object already in the stream needs only its header, not its payload.
     const written = this.wroteContent.has(checksum);
@@ -253,14 +268,25 @@ export class OstreeTarWriter {
       pax.push([`SCHILY.xattr.${name}`, x.value]);
     }
     await this.b.appendPax(pax);
+    const hasher = new ContentHasher(obj.header);
+    const verify = (): void => {
+      const actual = hasher.digest();
+      if (actual !== checksum) {
+        throw new ObjectChecksumError('file', checksum, actual, `${path} in repository ${this.repo.path} (ostree-oci fsck checks it all)`);
+      }
+    };
     if (isReg) {
       const data = obj.data!;
-      await this.b.appendData(
-        h,
-        objPath,
-        Buffer.isBuffer(data) ? data : { stream: data, length: obj.size, what: `file object ${checksum}` },
-      );
+      if (Buffer.isBuffer(data)) {
+        hasher.update(data);
+        verify();
+        await this.b.appendData(h, objPath, data);
+      } else {
+        await this.b.appendData(h, objPath, { stream: hashed(data, hasher), length: obj.size, what: `file object ${checksum}` });
+        verify();
+      }
     } else {
+      verify();
       const target = obj.header.symlinkTarget;
       if (normalizedLinkName(target) !== target) {
         // Targets tar-rs would rewrite ("denormal" `//`, interior `.`) are stored literally, so
@@ -297,24 +323,24 @@ export class OstreeTarWriter {
   }
 
   private async appendDirtree(dirpath: string, checksum: string, isRoot: boolean): Promise<void> {
-    const bytes = this.repo.loadMetadataBytes(ObjectType.DIR_TREE, checksum);
+    const bytes = loadVerifiedMetadata(this.repo, ObjectType.DIR_TREE, checksum, commitPath(dirpath));
     await this.appendMeta(ObjectType.DIR_TREE, checksum, bytes);
     const tree = parseDirTree(bytes, `dirtree ${checksum}`);
     const join = (name: string): string => (dirpath.endsWith('/') ? `${dirpath}${name}` : `${dirpath}/${name}`);
     if (!this.structureOnly) {
       for (const f of tree.files) {
-        const { objPath, h } = await this.appendContent(f.checksum);
+        const { objPath, h } = await this.appendContent(f.checksum, commitPath(join(f.name)));
         await this.appendContentHardlink(objPath, h, mapPathV0(join(f.name)), f.checksum);
       }
     }
     if (pathEquivalentForTar(dirpath, 'var/tmp')) this.wroteVarTmp = true;
     for (const d of tree.dirs) {
-      const metaBytes = this.loadDirMetaBytes(d.meta);
+      const metaBytes = this.loadDirMetaBytes(d.meta, commitPath(join(d.name)));
       await this.appendMeta(ObjectType.DIR_META, d.meta, metaBytes);
       const meta = parseDirMeta(metaBytes, `dirmeta ${d.meta}`);
       if (isRoot && d.name === 'sysroot') {
         // The skeleton already wrote `sysroot`; keep its objects but no entries (see module doc).
-        await this.appendObjectsOnly(d.tree);
+        await this.appendObjectsOnly(d.tree, '/sysroot');
         continue;
       }
       const sub = mapPathV0(join(d.name));
@@ -324,14 +350,14 @@ export class OstreeTarWriter {
   }
 
   /** Metadata (and, outside structure-only mode, content) objects of a subtree, no entries. */
-  private async appendObjectsOnly(checksum: string): Promise<void> {
-    const bytes = this.repo.loadMetadataBytes(ObjectType.DIR_TREE, checksum);
+  private async appendObjectsOnly(checksum: string, path: string): Promise<void> {
+    const bytes = loadVerifiedMetadata(this.repo, ObjectType.DIR_TREE, checksum, path);
     await this.appendMeta(ObjectType.DIR_TREE, checksum, bytes);
     const tree = parseDirTree(bytes, `dirtree ${checksum}`);
-    if (!this.structureOnly) for (const f of tree.files) await this.appendContent(f.checksum);
+    if (!this.structureOnly) for (const f of tree.files) await this.appendContent(f.checksum, `${path}/${f.name}`);
     for (const d of tree.dirs) {
-      await this.appendMeta(ObjectType.DIR_META, d.meta, this.loadDirMetaBytes(d.meta));
-      await this.appendObjectsOnly(d.tree);
+      await this.appendMeta(ObjectType.DIR_META, d.meta, this.loadDirMetaBytes(d.meta, `${path}/${d.name}`));
+      await this.appendObjectsOnly(d.tree, `${path}/${d.name}`);
     }
   }
 
@@ -351,8 +377,9 @@ export class OstreeTarWriter {
   async writeChunk(mapping: ChunkMapping): Promise<void> {
     const sorted = [...mapping.keys()].sort();
     for (const checksum of sorted) {
-      const { objPath, h } = await this.appendContent(checksum);
-      for (const p of mapping.get(checksum)!.paths) {
+      const paths = mapping.get(checksum)!.paths;
+      const { objPath, h } = await this.appendContent(checksum, paths[0] ?? checksum);
+      for (const p of paths) {
         await this.appendContentHardlink(objPath, h.clone(), pathForTarV1(p), checksum);
       }
     }

@@ -5,8 +5,26 @@
  */
 import { createHash } from 'node:crypto';
 import { OBJECT_TYPE_NAMES } from '../../ostree-bindings/index.js';
+import { ObjectChecksumError } from '../errors.js';
 import { parseCommit, parseDirMeta, parseDirTree } from '../gvariant/ostree-types.js';
 import { ObjectType, type Repo } from './repo.js';
+
+/**
+ * A metadata object's bytes, re-hashed: an object that does not hash to its name is an error
+ * naming it, `where` it was needed (a path of the commit) and the repository.
+ */
+export function loadVerifiedMetadata(repo: Repo, type: ObjectType.COMMIT | ObjectType.DIR_TREE | ObjectType.DIR_META, checksum: string, where: string): Buffer {
+  const bytes = repo.loadMetadataBytes(type, checksum);
+  checkMetadataBytes(repo, type, checksum, bytes, where);
+  return bytes;
+}
+
+export function checkMetadataBytes(repo: Repo, type: ObjectType, checksum: string, bytes: Buffer, where: string): void {
+  const actual = createHash('sha256').update(bytes).digest('hex');
+  if (actual !== checksum) {
+    throw new ObjectChecksumError(OBJECT_TYPE_NAMES[type] ?? String(type), checksum, actual, `${where} in repository ${repo.path} (ostree-oci fsck checks it all)`);
+  }
+}
 
 export interface ObjectProblem {
   type: string;
