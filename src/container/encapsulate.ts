@@ -192,7 +192,7 @@ export function planChunking(repo: Repo, commit: LoadedCommit, opts: Pick<Encaps
   const sized = opts.contentmeta === undefined && opts.maxLayers !== undefined;
   const { mapping, tree } = collectContent(repo, commit, sized);
   // Before anything is written: a path the format cannot carry fails here, not mid-layer.
-  checkCheckoutPaths(commit.checksum, [mapping]);
+  checkCheckoutPaths(commit.checksum, mapping);
   if (opts.contentmeta) return chunkByContentMeta(opts.contentmeta, mapping, opts.maxLayers);
   if (opts.maxLayers !== undefined) return { remainder: new Map(), chunks: chunkBySubtrees(tree, mapping, opts.maxLayers) };
   return { remainder: mapping, chunks: [] };

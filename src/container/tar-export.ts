@@ -62,9 +62,9 @@ export function checkCheckoutPath(commit: string, tarPath: string, checksum: str
   );
 }
 
-/** Every checkout path of a chunking, checked before any layer is written. */
-export function checkCheckoutPaths(commit: string, mappings: Iterable<ChunkMapping>): void {
-  for (const m of mappings) for (const [checksum, e] of m) for (const p of e.paths) checkCheckoutPath(commit, pathForTarV1(p), checksum);
+/** Every checkout path of a mapping (the whole commit's, before any layer is written). */
+export function checkCheckoutPaths(commit: string, mapping: ChunkMapping): void {
+  for (const [checksum, e] of mapping) for (const p of e.paths) checkCheckoutPath(commit, pathForTarV1(p), checksum);
 }
 
 /** A loaded content object, ready to be written. */
@@ -272,7 +272,7 @@ export class OstreeTarWriter {
     const verify = (): void => {
       const actual = hasher.digest();
       if (actual !== checksum) {
-        throw new ObjectChecksumError('file', checksum, actual, `${path} in repository ${this.repo.path} (ostree-oci fsck checks it all)`);
+        throw new ObjectChecksumError('file', checksum, actual, `${path} in repository ${this.repo.path} (ostree-oci fsck lists every corrupt object)`);
       }
     };
     if (isReg) {

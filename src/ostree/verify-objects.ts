@@ -22,7 +22,7 @@ export function loadVerifiedMetadata(repo: Repo, type: ObjectType.COMMIT | Objec
 export function checkMetadataBytes(repo: Repo, type: ObjectType, checksum: string, bytes: Buffer, where: string): void {
   const actual = createHash('sha256').update(bytes).digest('hex');
   if (actual !== checksum) {
-    throw new ObjectChecksumError(OBJECT_TYPE_NAMES[type] ?? String(type), checksum, actual, `${where} in repository ${repo.path} (ostree-oci fsck checks it all)`);
+    throw new ObjectChecksumError(OBJECT_TYPE_NAMES[type] ?? String(type), checksum, actual, `${where} in repository ${repo.path} (ostree-oci fsck lists every corrupt object)`);
   }
 }
 
