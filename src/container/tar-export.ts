@@ -25,11 +25,12 @@
  * (`collidesWithRepoSkeleton`, e.g. an embedded repository at `/sysroot/ostree/repo`) is refused:
  * importers would read that entry as part of the image's repository.
  */
+import { webcrypto } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { ObjectType } from '../../ostree-bindings/index.js';
 import { ObjectChecksumError, OstreeOciError } from '../errors.js';
-import { ContentHasher } from '../ostree/checksum.js';
+import { ContentHasher, contentPrefix } from '../ostree/checksum.js';
 import { loadVerifiedMetadata } from '../ostree/verify-objects.js';
 import { UnrepresentableCommitError } from './errors.js';
 import {
@@ -268,19 +269,22 @@ export class OstreeTarWriter {
       pax.push([`SCHILY.xattr.${name}`, x.value]);
     }
     await this.b.appendPax(pax);
+    const corrupt = (actual: string): Error =>
+      new ObjectChecksumError('file', checksum, actual, `${path} in repository ${this.repo.path} (ostree-oci fsck lists every corrupt object)`);
     const hasher = new ContentHasher(obj.header);
     const verify = (): void => {
       const actual = hasher.digest();
-      if (actual !== checksum) {
-        throw new ObjectChecksumError('file', checksum, actual, `${path} in repository ${this.repo.path} (ostree-oci fsck lists every corrupt object)`);
-      }
+      if (actual !== checksum) throw corrupt(actual);
     };
     if (isReg) {
       const data = obj.data!;
       if (Buffer.isBuffer(data)) {
-        hasher.update(data);
-        verify();
+        // Hashed on the libuv pool while the entry is written: off the thread that builds the tar.
+        const digest = webcrypto.subtle.digest('SHA-256', Buffer.concat([contentPrefix(obj.header), data]));
+        digest.catch(() => {}); // awaited below, unless the write fails first
         await this.b.appendData(h, objPath, data);
+        const actual = Buffer.from(await digest).toString('hex');
+        if (actual !== checksum) throw corrupt(actual);
       } else {
         await this.b.appendData(h, objPath, { stream: hashed(data, hasher), length: obj.size, what: `file object ${checksum}` });
         verify();
