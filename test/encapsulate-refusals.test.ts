@@ -93,6 +93,13 @@ t.test('created: only RFC 3339 date-times that skopeo can read', async (t) => {
     t.match(r.stderr, `--created ${JSON.stringify(v)} is not an RFC 3339 date-time`, `${JSON.stringify(v)}: named`);
     t.notOk(existsSync(out), `${JSON.stringify(v)}: nothing written`);
   }
+  // Labels encapsulate sets itself: given by hand they would only make an image importers refuse.
+  for (const label of ['ostree.commit=0000', 'ostree.final-diffid=sha256:00']) {
+    const l = cli(['encapsulate', '--repo', repo, c, `oci:${out}:x`, '-l', label]);
+    t.equal(l.status, 2, `-l ${label}: usage error`);
+    t.match(l.stderr, `label ${label.split('=')[0]} (from -l) is set by encapsulate itself`, `-l ${label}: named`);
+    t.notOk(existsSync(out), `-l ${label}: nothing written`);
+  }
   const cm = join(d, 'cm.json');
   writeFileSync(cm, JSON.stringify({ version: 1, created: '2024-01-01', layers: {}, mapping: {} }));
   const r = cli(['encapsulate', '--repo', repo, c, `oci:${out}:x`, '--contentmeta', cm]);

@@ -182,8 +182,19 @@ export function commitLabels(commit: LoadedCommit, opts: EncapsulateOptions): Re
     labels[LABEL_VERSION] = version.value as string;
   }
   labels[LABEL_COMMIT] = commit.checksum;
-  for (const [k, v] of Object.entries(opts.labels ?? {})) labels[k] = v;
-  for (const [k, v] of Object.entries(opts.contentmeta?.labels ?? {})) labels[k] = v;
+  // These two say which commit the image holds and where its ostree layers end: given by hand,
+  // they only make an image that importers refuse.
+  const reserved = (k: string, from: string): void => {
+    if (k === LABEL_COMMIT || k === LABEL_FINAL_DIFFID) throw new UsageError(`label ${k} (from ${from}) is set by encapsulate itself and cannot be given`, { label: k });
+  };
+  for (const [k, v] of Object.entries(opts.labels ?? {})) {
+    reserved(k, '-l');
+    labels[k] = v;
+  }
+  for (const [k, v] of Object.entries(opts.contentmeta?.labels ?? {})) {
+    reserved(k, 'the content metadata');
+    labels[k] = v;
+  }
   return labels;
 }
 

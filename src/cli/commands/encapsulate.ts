@@ -38,7 +38,7 @@ export function register(program: Command): void {
     .requiredOption('--repo <path>', 'ostree repository')
     .argument('<rev>', 'ref or commit checksum')
     .argument('<imgref>', 'destination: oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker://NAME[:TAG]')
-    .option('-l, --label <key=value>', 'add a label (repeatable)', collect, [])
+    .option('-l, --label <key=value>', 'add a label (repeatable; not ostree.commit or ostree.final-diffid, which encapsulate sets)', collect, [])
     .option('--compression <alg>', 'layer compression: gzip or zstd', 'gzip')
     .option('--compression-fast', 'fastest compression level (gzip/zstd level 1)')
     .option('--max-layers <n>', 'split content into at most N chunk layers after the commit layer')
