@@ -258,4 +258,11 @@ t.test('encapsulate --composefs adds the same annotations seal computes', async 
   t.equal(v.status, 0, 'verify passes');
   t.ok(v.report.checks.every((c) => c.status === 'pass'));
   t.equal(m.annotations![ANNOTATION_COMPOSEFS_DIGEST], ok(t, 'composefs', a).trim());
+  // --json reports the digests it annotated.
+  const j = JSON.parse(ok(t, 'encapsulate', '--repo', repo, 'main', `oci:${join(dir, 'c')}`, '--composefs', '--max-layers', '3', '--json')) as {
+    composefsDigest: string;
+    layers: Array<{ composefsDigest: string }>;
+  };
+  t.equal(j.composefsDigest, m.annotations![ANNOTATION_COMPOSEFS_DIGEST], '--json: composefsDigest');
+  t.same(j.layers.map((l) => l.composefsDigest), m.layers.map((l) => l.annotations![ANNOTATION_LAYER_DIGEST]), '--json: each layer');
 });

@@ -42,7 +42,7 @@ import {
   type ContentMeta,
 } from './chunking.js';
 import { checkCheckoutPaths, exportChunk, exportFinalChunk } from './tar-export.js';
-import { ComposefsLayerTap } from '../composefs/image-digests.js';
+import { ANNOTATION_COMPOSEFS_DIGEST, ANNOTATION_LAYER_DIGEST, ComposefsLayerTap } from '../composefs/image-digests.js';
 
 export const LABEL_COMMIT = 'ostree.commit';
 export const LABEL_FINAL_DIFFID = 'ostree.final-diffid';
@@ -96,6 +96,8 @@ export interface EncapsulateProgress {
 
 export interface EncapsulatedLayer {
   name: string;
+  /** With `composefs`: this layer's own composefs digest (its org.ostree-oci.composefs.layer-digest). */
+  composefsDigest?: string;
   components: string[];
   digest: string;
   diffId: string;
@@ -109,6 +111,8 @@ export interface EncapsulateResult {
   manifestDigest: string;
   reference: string;
   labels: Record<string, string>;
+  /** With `composefs`: the merged tree's composefs digest (the manifest's containers.composefs-digest). */
+  composefsDigest?: string;
   layers: EncapsulatedLayer[];
 }
 
@@ -292,9 +296,10 @@ export async function encapsulate(
     const cmd = opts.cmd ?? (cmdMeta?.type === 'as' ? (cmdMeta.value as string[]) : undefined);
     if (cmd) containerConfig.Cmd = cmd;
     const platform = opts.platform ?? { architecture: hostArchitecture(), os: 'linux' };
+    const cfsAnnotations = cfs ? cfs.manifestAnnotations() : undefined;
     const result = await writer.commit({
       config: { created: created.config, architecture: platform.architecture, os: platform.os, config: containerConfig, history },
-      annotations: { ...labels, ...(cfs ? cfs.manifestAnnotations() : {}) },
+      annotations: { ...labels, ...cfsAnnotations },
       layers,
     });
     return {
@@ -302,7 +307,9 @@ export async function encapsulate(
       manifestDigest: result.manifestDigest,
       reference: result.reference,
       labels,
+      ...(cfsAnnotations ? { composefsDigest: cfsAnnotations[ANNOTATION_COMPOSEFS_DIGEST]! } : {}),
       layers: layers.map((l, i) => ({
+        ...(cfs ? { composefsDigest: l.descriptor.annotations?.[ANNOTATION_LAYER_DIGEST] ?? '' } : {}),
         name: names[i]!,
         components: i === 0 ? [] : chunking.chunks[i - 1]!.components,
         digest: l.descriptor.digest,
