@@ -5,7 +5,7 @@
  * expected checksum that is verified twice — in TypeScript before/while the bytes flow and by
  * libostree's verifying writes (never the `_trusted` variants).
  */
-import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, realpathSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, realpathSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import {
@@ -104,7 +104,7 @@ function checksumArg(checksum: string): void {
 
 /** Delete everything inside `dir`, keeping `dir`. */
 function emptyDir(dir: string): void {
-  for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
+  for (const name of readdirSync(dir)) removePathSync(join(dir, name));
 }
 
 /** Up to `max` bytes from the start of a file. */
@@ -342,7 +342,7 @@ export class Repo {
       this.clearPartialMarks(true);
       return result;
     } catch (e) {
-      if (staging) rmSync(staging, { recursive: true, force: true });
+      if (staging) removePathSync(staging);
       try {
         this.native.abortTransaction();
       } catch {
