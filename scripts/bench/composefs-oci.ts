@@ -20,7 +20,10 @@ import { createImageWriter } from '../../src/oci/index.js';
 import { ensureBookwormRootfs } from '../lib/bookworm-rootfs.js';
 import { measure, type BenchModule, type BenchRow } from './lib.js';
 
-const sh = (script: string): string => execFileSync('bash', ['-euo', 'pipefail', '-c', script], { encoding: 'utf8', maxBuffer: 256 << 20 });
+// stdin from /dev/null: a bash at shell level 1 whose stdin is a socket (a bench started by a
+// remote shell, SHLVL unset) reads /etc/bash.bashrc, whose `$PS1` test fails under -u.
+const sh = (script: string): string =>
+  execFileSync('bash', ['-euo', 'pipefail', '-c', script], { encoding: 'utf8', maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'inherit'] });
 
 /** Directory mtimes under `dir` (relative path → seconds, fractional). */
 function dirTimes(dir: string): Map<string, number> {
