@@ -1,5 +1,5 @@
 /**
- * Where `encapsulate` writes, after it failed or was stopped.
+ * Where `encapsulate` (and `composefs mkimage`) writes, after it failed or was stopped.
  *
  * A failure (here: a source repository missing an object) exits non-zero with an error naming
  * the destination the user gave (never the temporary layout behind an archive or a push), and
@@ -179,6 +179,22 @@ t.test('unencapsulate from oci:, SIGINT once objects are staged: nothing staged,
   t.same(readdirSync(join(repo, 'refs', 'heads')), [], 'no ref');
   t.same(existsSync(join(repo, 'state')) ? readdirSync(join(repo, 'state')) : [], [], 'no commitpartial mark left');
   t.doesNotThrow(() => ostreeFsck(repo), 'ostree fsck clean');
+});
+
+t.test('composefs mkimage IMAGE, SIGINT while the image is written: no temp file, no image', async (t) => {
+  const d = join(root, 'mkimage');
+  mkdirSync(d);
+  const dump = join(d, 'big.dump');
+  const lines = ['/ 4096 40755 2 0 0 0 0.0 - - -'];
+  for (let i = 0; i < 3000; i++) {
+    lines.push(`/d${i} 4096 40755 2 0 0 0 0.0 - - -`);
+    for (let j = 0; j < 60; j++) lines.push(`/d${i}/f${j} 10 100644 1 0 0 0 0.0 - 0123456789 - user.k${j % 7}=v${i % 5}`);
+  }
+  writeFileSync(dump, `${lines.join('\n')}\n`);
+  const img = join(d, 'out.img');
+  const r = await interrupt(['composefs', 'mkimage', '--from-dump', dump, img], () => has(d, '.out.img.tmp-'), 'SIGINT');
+  checkExit(t, r, 'SIGINT', 130);
+  t.same(readdirSync(d), ['big.dump'], 'no temp file and no image left');
 });
 
 t.test('docker://: SIGINT during a push and during a pull leave no temp dirs and no skopeo running', async (t) => {

@@ -8,6 +8,7 @@
  * preallocated zero-filled buffer; data blocks (directory blocks, spilled content) are produced
  * in bounded chunks.
  */
+import { registerTempPath } from '../../cleanup.js';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -1305,6 +1306,7 @@ export async function writeErofsFile(
 export async function writeImageFile(image: ErofsImage, path: string, observe?: ChunkObserver): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
   const fh = await open(tmp, 'wx', 0o644);
+  const unregister = registerTempPath(tmp); // interrupted (CLI signal handlers): no temp left
   let ok = false;
   try {
     // each chunk is written before the next is produced: recycle the buffers
@@ -1324,6 +1326,7 @@ export async function writeImageFile(image: ErofsImage, path: string, observe?: 
       await fh.close().catch(() => {});
       await unlink(tmp).catch(() => {});
     }
+    unregister();
   }
 }
 
