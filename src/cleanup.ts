@@ -19,6 +19,8 @@ import { readFileSync, rmSync } from 'node:fs';
 import { constants } from 'node:os';
 
 const actions = new Set<() => void>();
+/** For short synchronous sleeps (Atomics.wait) while waiting on other threads and processes. */
+const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /** Register `undo` (synchronous). Returns the function that unregisters it. */
 export function onInterrupt(undo: () => void): () => void {
@@ -29,10 +31,24 @@ export function onInterrupt(undo: () => void): () => void {
   };
 }
 
-/** Remove a file or directory tree; nothing when it does not exist. */
+/**
+ * Remove a file or directory tree; nothing when it does not exist. A directory that other threads
+ * still write into (libostree writes in flight on libuv threads when a signal arrives) can refill
+ * between the removal of its entries and its own (ENOTEMPTY): it is removed again until it is gone.
+ * No new write can start meanwhile (this runs synchronously on the only thread that starts them),
+ * so it ends once the writes in flight have; the 10 s bound only keeps a stuck one from hanging.
+ */
 export function removePathSync(path: string): void {
-  // maxRetries: a file being created in the directory at the same moment (ENOTEMPTY) is retried.
-  rmSync(path, { recursive: true, force: true, maxRetries: 3 });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      rmSync(path, { recursive: true, force: true });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY' || Date.now() > deadline) throw e;
+      Atomics.wait(pause, 0, 0, 5);
+    }
+  }
 }
 
 /** A temporary file or directory an interruption must remove. Returns the unregister function. */
@@ -50,7 +66,6 @@ function procState(pid: number): string | undefined {
   }
 }
 
-const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /**
  * Send `signal` to a child and wait (at most `ms`) until it has exited. The child is not reaped
