@@ -27,7 +27,9 @@ import { ObjectChecksumError, OstreeOciError } from '../errors.js';
 import { checkLimit, DEFAULT_LIMITS, LimitError, resolveLimits, type ImportLimits } from '../limits.js';
 import { OciError } from '../oci/errors.js';
 import { crashPoint } from '../testhooks.js';
-import { mergeCommitmeta } from '../sign/commit-signatures.js';
+import { mergeCommitmeta, type CommitmetaMergeSummary } from '../sign/commit-signatures.js';
+import { S_IFLNK, S_IFMT, S_IFREG } from '../tree/model.js';
+import type { VarDict } from '../gvariant/codec.js';
 import {
   parseCommit,
   parseDirMeta,
@@ -62,9 +64,6 @@ const SMALL_CONTENT = 1 << 20;
  */
 const MAX_INFLIGHT_WRITES = 3;
 const SELINUX = 'security.selinux';
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
-const S_IFMT = 0o170000;
 
 export type LayerMode = 'commit' | 'object-set';
 
@@ -108,7 +107,7 @@ export interface ImportedCommit {
    * When the repository already had commitmeta for this commit and the image's differs: what the
    * merge added and which stored values it kept (see mergeCommitmeta).
    */
-  commitmetaMerge?: { added: string[]; kept: string[] };
+  commitmetaMerge?: CommitmetaMergeSummary;
   stats: ImportStats;
 }
 
@@ -148,6 +147,8 @@ export class CommitImporter {
   private commitBytes: Buffer | null = null;
   private commit: Commit | null = null;
   private commitmetaBytes: Buffer | null = null;
+  /** commitmetaBytes, parsed (once, when read). */
+  private commitmetaDict: VarDict | null = null;
   /** Metadata objects from the stream (verified), by checksum. */
   private readonly dirtrees = new Map<string, DirTree>();
   private readonly dirmetas = new Set<string>();
@@ -272,7 +273,7 @@ export class CommitImporter {
               );
             }
             const bytes = await this.readRegular(r, e, at, 'maxMetadataSize');
-            parseMetadata(bytes, `commitmeta of ${csum} (${at})`);
+            this.commitmetaDict = parseMetadata(bytes, `commitmeta of ${csum} (${at})`);
             this.commitmetaBytes = bytes;
             break;
           }
@@ -616,7 +617,7 @@ export class CommitImporter {
     if (this.opts.requireCommitmeta && !this.commitmetaBytes) {
       throw new CommitVerificationError(`commit ${csum} has no .commitmeta in the image (detached metadata required)`, { commit: csum });
     }
-    if (this.opts.requireCommitmeta && parseMetadata(this.commitmetaBytes!, `commitmeta of ${csum}`).length === 0) {
+    if (this.opts.requireCommitmeta && this.commitmetaDict!.length === 0) {
       throw new CommitVerificationError(`commit ${csum} has an empty .commitmeta in the image (detached metadata required)`, { commit: csum });
     }
     const reachTrees = new Set<string>();
@@ -682,7 +683,7 @@ export class CommitImporter {
     extra('file', this.content, reachContent);
     extra('dirtree', [...this.dirtrees.keys()], reachTrees);
     extra('dirmeta', this.dirmetas, reachMetas);
-    let merge: { added: string[]; kept: string[] } | undefined;
+    let merge: CommitmetaMergeSummary | undefined;
     try {
       if (this.repo.hasObject(ObjectType.COMMIT, csum)) {
         const stored = this.verifyStoredMetadata(ObjectType.COMMIT, csum, `commit ${csum}`);
@@ -693,7 +694,7 @@ export class CommitImporter {
       } else {
         this.repo.writeMetadata(ObjectType.COMMIT, csum, this.commitBytes);
       }
-      if (this.commitmetaBytes) merge = this.storeCommitmeta(csum, this.commitmetaBytes);
+      if (this.commitmetaBytes) merge = this.storeCommitmeta(csum, this.commitmetaBytes, this.commitmetaDict!);
     } catch (e) {
       throw withContext(e, `commit ${csum}`, 'commit', csum);
     }
@@ -704,14 +705,14 @@ export class CommitImporter {
    * Store the image's commitmeta: as it is when the repository has none for this commit, else
    * merged into the stored one so that no stored key or signature is lost.
    */
-  private storeCommitmeta(csum: string, bytes: Buffer): { added: string[]; kept: string[] } | undefined {
+  private storeCommitmeta(csum: string, bytes: Buffer, dict: VarDict): CommitmetaMergeSummary | undefined {
     const storedBytes = this.repo.readCommitMetaBytes(csum);
     if (!storedBytes) {
       this.repo.writeCommitMeta(csum, bytes);
       return undefined;
     }
     if (storedBytes.equals(bytes)) return undefined;
-    const { merged, added, kept } = mergeCommitmeta(parseMetadata(storedBytes, `stored commitmeta of ${csum}`), parseMetadata(bytes, `commitmeta of ${csum}`));
+    const { merged, added, kept } = mergeCommitmeta(parseMetadata(storedBytes, `stored commitmeta of ${csum}`), dict);
     if (added.length) this.repo.writeCommitMeta(csum, serializeMetadata(merged));
     return { added, kept };
   }

@@ -10,6 +10,7 @@
  * All of it, and the optional ref, happens in one repository transaction: any error aborts it,
  * leaving no objects, no commit and no ref behind.
  */
+import type { CommitmetaMergeSummary } from '../sign/commit-signatures.js';
 import { openImage, type ImageReference, type OciImage, type OpenImageOptions } from '../oci/index.js';
 import type { Repo } from '../ostree/repo.js';
 import { LABEL_COMMIT, LABEL_FINAL_DIFFID } from './encapsulate.js';
@@ -44,7 +45,7 @@ export interface UnencapsulateResult {
    * The repository already had detached metadata for the commit and the image's differs: nothing
    * stored is lost; what the image added and which stored values were kept (see README).
    */
-  commitmetaMerge?: { added: string[]; kept: string[] };
+  commitmetaMerge?: CommitmetaMergeSummary;
   /** Human-readable notes (the commitmeta merge). */
   notes?: string[];
   ref?: string;

@@ -480,7 +480,7 @@ class Writer implements ImageWriter {
         tag !== undefined && this.ref.transport !== 'docker' ? { ...this.ref, tag } : this.ref,
       );
       if (this.ref.transport === 'oci-archive') {
-        await packLayoutToArchive(this.layout.dir, this.ref.path, `oci-archive:${this.ref.path}`);
+        await packLayoutToArchive(this.layout.dir, this.ref.path);
       } else if (this.ref.transport === 'docker') {
         const digestFile = join(this.temp!.path, '.digest');
         const copyOpts: Parameters<typeof skopeoCopy>[2] = { digestFile, name: reference };

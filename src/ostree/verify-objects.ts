@@ -3,10 +3,10 @@
  * and parsed by our codec, content objects are re-hashed from header + payload. Nothing stored is
  * trusted; a mismatch is reported with the object named.
  */
-import { createHash } from 'node:crypto';
 import { OBJECT_TYPE_NAMES } from '../../ostree-bindings/index.js';
 import { ObjectChecksumError } from '../errors.js';
 import { parseCommit, parseDirMeta, parseDirTree } from '../gvariant/ostree-types.js';
+import { sha256Hex } from './checksum.js';
 import { ObjectType, type Repo } from './repo.js';
 
 /**
@@ -20,7 +20,7 @@ export function loadVerifiedMetadata(repo: Repo, type: ObjectType.COMMIT | Objec
 }
 
 export function checkMetadataBytes(repo: Repo, type: ObjectType, checksum: string, bytes: Buffer, where: string): void {
-  const actual = createHash('sha256').update(bytes).digest('hex');
+  const actual = sha256Hex(bytes);
   if (actual !== checksum) {
     throw new ObjectChecksumError(OBJECT_TYPE_NAMES[type] ?? String(type), checksum, actual, `${where} in repository ${repo.path} (ostree-oci fsck lists every corrupt object)`);
   }
@@ -59,7 +59,7 @@ export async function verifyCommitObjects(
       } else {
         const bytes = repo.loadMetadataBytes(o.type, o.checksum);
         result.bytes += bytes.length;
-        const actual = createHash('sha256').update(bytes).digest('hex');
+        const actual = sha256Hex(bytes);
         if (actual !== o.checksum) result.problems.push({ type, checksum: o.checksum, problem: `bytes hash to ${actual}` });
         const what = `${type} ${o.checksum}`;
         if (o.type === ObjectType.COMMIT) parseCommit(bytes, what);

@@ -43,6 +43,9 @@ export interface CommitmetaMerge {
   kept: string[];
 }
 
+/** What a merge did, without the merged dictionary (what importers report). */
+export type CommitmetaMergeSummary = Pick<CommitmetaMerge, 'added' | 'kept'>;
+
 const sameVariant = (a: Variant, b: Variant): boolean =>
   a.type === b.type && serializeMetadata([['k', a]]).equals(serializeMetadata([['k', b]]));
 
