@@ -23,6 +23,8 @@ declare -A probe=(
   [strace]=/usr/bin/strace
   [xz-utils]=/usr/bin/xz
   [bzip2]=/usr/bin/bzip2
+  [gcc]=/usr/bin/gcc
+  [libc6-dev]=/usr/include/stdlib.h
 )
 missing=()
 for pkg in "${!probe[@]}"; do
@@ -48,6 +50,14 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+# The native SHA-256 kernel for fs-verity (ostree-bindings/sha256-blocks.ts); optional at run time.
+lib=ostree-bindings/native/libsha256-4k.so
+if [ ! -f "$lib" ] || [ ostree-bindings/native/sha256-4k.c -nt "$lib" ]; then
+  echo "setup: building $lib" >&2
+  gcc -O2 -Wall -Wextra -Werror -fPIC -shared -o "$lib.tmp" ostree-bindings/native/sha256-4k.c
+  mv "$lib.tmp" "$lib"
 fi
 
 # Build when any source is newer than the last build.

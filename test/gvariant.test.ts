@@ -15,6 +15,7 @@ import {
 import { contentChecksum } from '../src/ostree/checksum.js';
 import { GVariantError } from '../src/errors.js';
 import { prng } from '../scripts/lib/sample-tree.js';
+import { readDirTreeCanonical } from '../src/gvariant/dirtree-fast.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/[\s|]/g, ''), 'hex');
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -153,4 +154,83 @@ t.test('ostree object validation names the problem', async (t) => {
   t.throws(() => parseDirMeta(notDir, 'dirmeta Y'), /dirmeta Y: mode 0100644 is not a directory/);
   const dev = serializeFileHeader({ uid: 0, gid: 0, mode: 0o20644, rdev: 0, symlinkTarget: '', xattrs: [] });
   t.throws(() => parseFileHeader(dev), /neither a regular file nor a symlink/);
+});
+
+t.test('dirtree fast reader: the codec’s value for normal-form data, null or the same value for anything else', async (t) => {
+  const rnd = prng(4321);
+  const name = (): string => {
+    const len = 1 + (rnd() % (rnd() % 8 === 0 ? 255 : 12));
+    let s = 'n';
+    while (Buffer.byteLength(s) < len) s += rnd() % 10 === 0 ? 'é' : String.fromCharCode(0x21 + (rnd() % 90)).replace('/', '_');
+    return s;
+  };
+  const csum = (): string => Buffer.from(Array.from({ length: 32 }, () => rnd() & 0xff)).toString('hex');
+  // Entry counts that put the arrays and the tuple across the 1-, 2- and 4-byte offset sizes.
+  const trees: Buffer[] = [];
+  for (const [nf, nd] of [[0, 0], [1, 0], [0, 1], [2, 3], [4, 1], [40, 20], [1500, 300], [3000, 0]] as const) {
+    const files = new Map<string, string>();
+    const dirs = new Map<string, { tree: string; meta: string }>();
+    while (files.size < nf) files.set(name(), csum());
+    while (dirs.size < nd) {
+      const n = name();
+      if (!files.has(n)) dirs.set(n, { tree: csum(), meta: csum() });
+    }
+    trees.push(
+      serializeDirTree({
+        files: [...files].map(([n, checksum]) => ({ name: n, checksum })),
+        dirs: [...dirs].map(([n, d]) => ({ name: n, ...d })),
+      }),
+    );
+  }
+  t.ok(trees.some((b) => b.length > 0xffff), 'one tree needs 4-byte offsets');
+  const viaCodec = (b: Buffer) => {
+    const [files, dirs] = decode('(a(say)a(sayay))', b) as [Array<[string, Buffer]>, Array<[string, Buffer, Buffer]>];
+    return {
+      files: files.map(([n, c]) => ({ name: n, checksum: c.toString('hex') })),
+      dirs: dirs.map(([n, a, m]) => ({ name: n, tree: a.toString('hex'), meta: m.toString('hex') })),
+    };
+  };
+  const viaFast = (b: Buffer) => {
+    const r = readDirTreeCanonical(b);
+    return r && {
+      files: r.files.map((f) => ({ name: f.name.toString(), checksum: f.checksum.toString('hex') })),
+      dirs: r.dirs.map((d) => ({ name: d.name.toString(), tree: d.tree.toString('hex'), meta: d.meta.toString('hex') })),
+    };
+  };
+  for (const b of trees) t.same(viaFast(b), viaCodec(b), `${b.length} bytes: same value as the codec`);
+  let fastAccepted = 0;
+  let codecOnly = 0;
+  for (let i = 0; i < 6000; i++) {
+    const src = trees[i % 6]!;
+    const b = Buffer.from(src);
+    const n = 1 + (rnd() % 3);
+    for (let j = 0; j < n && b.length > 0; j++) b[rnd() % b.length] = rnd() & 0xff;
+    const cut = rnd() % 4 === 0 ? b.subarray(0, rnd() % (b.length + 1)) : rnd() % 8 === 0 ? Buffer.concat([b, Buffer.from([rnd() & 0xff])]) : b;
+    const fast = viaFast(cut);
+    let codec: ReturnType<typeof viaCodec> | null = null;
+    try {
+      codec = viaCodec(cut);
+    } catch (e) {
+      if (!(e instanceof GVariantError)) t.fail(`mutation ${i}: codec threw ${(e as Error).message}`);
+    }
+    if (fast) {
+      fastAccepted++;
+      // Whatever the fast reader accepts, the codec accepts with the same value.
+      if (!codec) t.fail(`mutation ${i}: fast reader accepted what the codec rejects`);
+      else if (JSON.stringify(codec) !== JSON.stringify(fast)) t.fail(`mutation ${i}: values differ`);
+    } else if (codec) {
+      // Refusing more than the codec is allowed (the codec then decides), but it must be rare: only
+      // checksums of another length, which the codec's caller then rejects.
+      if (codec.files.every((f) => f.checksum.length === 64) && codec.dirs.every((d) => d.tree.length === 64 && d.meta.length === 64)) {
+        t.fail(`mutation ${i}: the codec accepts a well-formed dirtree the fast reader refused`);
+      }
+      codecOnly++;
+    }
+  }
+  t.ok(fastAccepted > 100, `some mutations stay valid (${fastAccepted}/6000), e.g. changed checksum bytes`);
+  t.pass(`${codecOnly} mutations the codec decodes but only with checksums that are not 32 bytes`);
+  // parseDirTree gives the same errors either way.
+  const bad = encode('(a(say)a(sayay))', [[['b', Buffer.alloc(32, 1)], ['a', Buffer.alloc(32, 2)]], []]);
+  t.ok(readDirTreeCanonical(bad), 'encoded in normal form');
+  t.throws(() => parseDirTree(bad, 'dirtree X'), /dirtree X: files: "a" is not sorted after "b"/, 'unsorted names (fast path)');
 });

@@ -9,6 +9,7 @@
  */
 import { GVariantError } from '../errors.js';
 import { decode, encode, type GValue, type VarDict, type Variant } from './codec.js';
+import { readDirTreeCanonical } from './dirtree-fast.js';
 
 export const COMMIT_TYPE = '(a{sv}aya(say)sstayay)';
 export const DIRTREE_TYPE = '(a(say)a(sayay))';
@@ -169,29 +170,47 @@ export function serializeCommit(c: Commit): Buffer {
 // --- dirtree --------------------------------------------------------------------------------
 
 export function parseDirTree(data: Buffer, what = 'dirtree'): DirTree {
+  // Data in normal form (all that libostree writes) is read directly; anything else goes through
+  // the codec, which gives the same value or the precise error.
+  const raw = readDirTreeCanonical(data);
+  if (raw) {
+    const t: DirTree = {
+      files: raw.files.map((f) => ({ name: f.name.toString(), checksum: f.checksum.toString('hex') })),
+      dirs: raw.dirs.map((d) => ({ name: d.name.toString(), tree: d.tree.toString('hex'), meta: d.meta.toString('hex') })),
+    };
+    checkDirTree(t, raw.files.map((f) => f.name), raw.dirs.map((d) => d.name), what);
+    return t;
+  }
   const [files, dirs] = decode(DIRTREE_TYPE, data, what) as GValue[][];
   const t: DirTree = {
-    files: files!.map((f, i) => {
+    files: files!.map((f) => {
       const [name, c] = f as [string, Buffer];
-      validateFilename(name, `${what}: file ${i}`);
       return { name, checksum: csumHex(c, `${what}: file "${name}"`) };
     }),
-    dirs: dirs!.map((d, i) => {
+    dirs: dirs!.map((d) => {
       const [name, tree, meta] = d as [string, Buffer, Buffer];
-      validateFilename(name, `${what}: dir ${i}`);
       return { name, tree: csumHex(tree, `${what}: dir "${name}" dirtree`), meta: csumHex(meta, `${what}: dir "${name}" dirmeta`) };
     }),
   };
-  checkSorted(t.files.map((f) => f.name), `${what}: files`);
-  checkSorted(t.dirs.map((d) => d.name), `${what}: dirs`);
-  const fileNames = new Set(t.files.map((f) => f.name));
-  for (const d of t.dirs) if (fileNames.has(d.name)) throw new GVariantError(`${what}: "${d.name}" is both a file and a directory`);
+  checkDirTree(t, t.files.map((f) => Buffer.from(f.name)), t.dirs.map((d) => Buffer.from(d.name)), what);
   return t;
 }
 
-function checkSorted(names: string[], where: string): void {
+/** libostree's dirtree rules: valid names, each list sorted (strcmp), no name in both. */
+function checkDirTree(t: DirTree, fileNames: Buffer[], dirNames: Buffer[], what: string): void {
+  t.files.forEach((f, i) => validateFilename(f.name, `${what}: file ${i}`));
+  t.dirs.forEach((d, i) => validateFilename(d.name, `${what}: dir ${i}`));
+  checkSorted(fileNames, `${what}: files`);
+  checkSorted(dirNames, `${what}: dirs`);
+  if (t.dirs.length > 0 && t.files.length > 0) {
+    const names = new Set(t.files.map((f) => f.name));
+    for (const d of t.dirs) if (names.has(d.name)) throw new GVariantError(`${what}: "${d.name}" is both a file and a directory`);
+  }
+}
+
+function checkSorted(names: Buffer[], where: string): void {
   for (let i = 1; i < names.length; i++) {
-    if (Buffer.compare(Buffer.from(names[i - 1]!), Buffer.from(names[i]!)) >= 0) {
+    if (Buffer.compare(names[i - 1]!, names[i]!) >= 0) {
       throw new GVariantError(`${where}: "${names[i]}" is not sorted after "${names[i - 1]}" (or duplicate)`);
     }
   }

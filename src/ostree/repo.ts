@@ -5,7 +5,7 @@
  * expected checksum that is verified twice — in TypeScript before/while the bytes flow and by
  * libostree's verifying writes (never the `_trusted` variants).
  */
-import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, realpathSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, realpathSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import {
@@ -120,6 +120,12 @@ function readPrefix(path: string, max: number): Buffer {
   }
 }
 
+const LOOSE_METADATA_EXT: Partial<Record<ObjectType, string>> = {
+  [ObjectType.DIR_TREE]: 'dirtree',
+  [ObjectType.DIR_META]: 'dirmeta',
+  [ObjectType.COMMIT]: 'commit',
+};
+
 export class Repo {
   private inTransaction = false;
   /** Commits written in the open transaction, marked partial until it commits (see markPartial). */
@@ -173,10 +179,16 @@ export class Repo {
     return m === 'bare' || m === 'bare-user' || m === 'bare-user-only';
   }
 
+  /** `<repo>/objects/`, normalized once (a commit walk builds thousands of object paths). */
+  private get objectsPrefix(): string {
+    return (this.objectsPrefixCache ??= `${join(this.path, 'objects')}/`);
+  }
+  private objectsPrefixCache?: string;
+
   /** The loose file holding a regular file's payload (see `loosePayloads`), or null. */
   loosePayloadPath(checksum: string): string | null {
     checksumArg(checksum);
-    return this.loosePayloads ? join(this.path, 'objects', checksum.slice(0, 2), `${checksum.slice(2)}.file`) : null;
+    return this.loosePayloads ? `${this.objectsPrefix}${checksum.slice(0, 2)}/${checksum.slice(2)}.file` : null;
   }
 
   /** Resolve a ref, checksum or unique prefix to a commit checksum. */
@@ -203,9 +215,23 @@ export class Repo {
     return this.native.hasObject(type, checksum);
   }
 
-  /** Raw bytes of a metadata object. */
+  /**
+   * Raw bytes of a metadata object. Loose dirtree, dirmeta and commit objects are stored as they
+   * are in every repository mode and are read directly (a libostree load costs several times
+   * more, and a commit walk loads thousands); a missing or unreadable file (staged, in a parent
+   * repository, …) goes to libostree, so the answer is always libostree's. Neither path checks the
+   * bytes: every caller parses them strictly.
+   */
   loadMetadataBytes(type: ObjectType, checksum: string): Buffer {
     checksumArg(checksum);
+    const ext = LOOSE_METADATA_EXT[type];
+    if (ext) {
+      try {
+        return readFileSync(`${this.objectsPrefix}${checksum.slice(0, 2)}/${checksum.slice(2)}.${ext}`);
+      } catch {
+        // libostree decides below
+      }
+    }
     return this.native.loadVariant(type, checksum);
   }
 
@@ -526,10 +552,13 @@ export class Repo {
     const stack: Array<{ path: string; tree: string; meta: string }> = [
       { path: '/', tree: c.commit.rootTree, meta: c.commit.rootMeta },
     ];
+    // Few distinct dirmetas serve every directory: each is loaded once (entries share the object).
+    const metas = new Map<string, DirMeta>();
     while (stack.length) {
       const d = stack.pop()!;
       const dirtree = this.loadDirTree(d.tree);
-      const dirmeta = this.loadDirMeta(d.meta);
+      let dirmeta = metas.get(d.meta);
+      if (!dirmeta) metas.set(d.meta, (dirmeta = this.loadDirMeta(d.meta)));
       yield { kind: 'dir', path: d.path, tree: d.tree, meta: d.meta, dirmeta, dirtree };
       const base = d.path === '/' ? '' : d.path;
       for (const f of dirtree.files) yield { kind: 'file', path: `${base}/${f.name}`, checksum: f.checksum };
