@@ -11,6 +11,7 @@
  * sources, so the only code that loads koffi stays in this folder. It is deliberately separate
  * from ffi.ts: composefs commands need it without loading libostree.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -94,6 +95,59 @@ function instantiate(): HashBlocks {
     koffi: string,
   ) => HashBlocks;
   return make(require, libraryPath, koffiPath);
+}
+
+/** sha256_multi of the native kernel, loaded once on the calling thread (null: not available). */
+let multi: ((base: Uint8Array, off: BigUint64Array, len: BigUint64Array, n: number, out: Uint8Array) => number) | null | undefined;
+
+function loadMulti(): typeof multi {
+  if (multi !== undefined) return multi;
+  multi = null;
+  mainThread ??= instantiate();
+  if (libraryPath === null || mainThread.lanes === 0) return multi;
+  try {
+    const koffi = require(koffiPath) as { load(p: string): { func(sig: string): (...a: unknown[]) => number } };
+    const f = koffi.load(libraryPath).func('int sha256_multi(const void *base, const void *off, const void *len, size_t n, void *out)');
+    multi = (base, off, len, n, out) => f(base, off, len, n, out);
+  } catch {
+    multi = null;
+  }
+  return multi;
+}
+
+/**
+ * SHA-256 of many messages at once: message i is `base[offsets[i] … offsets[i] + lengths[i])`,
+ * its digest goes to the result at 32 i. The native kernel hashes one message per SIMD lane and
+ * refills a lane as soon as its message ends; messages are handed out longest first, so lanes
+ * finish together when no message is longer than a lane's share of the batch. With fewer
+ * messages than lanes, or without the kernel, each message is hashed with Node's crypto.
+ */
+export function sha256Messages(base: Uint8Array, offsets: readonly number[], lengths: readonly number[]): Buffer {
+  const n = offsets.length;
+  if (lengths.length !== n) throw new RangeError('sha256Messages: offsets and lengths differ in length');
+  for (let i = 0; i < n; i++) {
+    if (offsets[i]! < 0 || lengths[i]! < 0 || offsets[i]! + lengths[i]! > base.length) throw new RangeError(`sha256Messages: message ${i} is outside the buffer`);
+  }
+  const out = Buffer.allocUnsafe(n * 32);
+  const f = loadMulti();
+  mainThread ??= instantiate();
+  if (f && n >= mainThread.lanes) {
+    const order = [...offsets.keys()].sort((a, b) => lengths[b]! - lengths[a]!);
+    const off = new BigUint64Array(n);
+    const len = new BigUint64Array(n);
+    order.forEach((m, k) => {
+      off[k] = BigInt(offsets[m]!);
+      len[k] = BigInt(lengths[m]!);
+    });
+    const sorted = Buffer.allocUnsafe(n * 32);
+    if (f(base, off, len, n, sorted) !== 0) throw new Error('sha256_multi failed');
+    order.forEach((m, k) => sorted.copy(out, m * 32, k * 32, k * 32 + 32));
+    return out;
+  }
+  for (let i = 0; i < n; i++) {
+    createHash('sha256').update(base.subarray(offsets[i]!, offsets[i]! + lengths[i]!)).digest().copy(out, i * 32);
+  }
+  return out;
 }
 
 /** Which implementation hashes blocks here (for benchmarks and diagnostics). */

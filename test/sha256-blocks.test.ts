@@ -132,3 +132,44 @@ console.log(JSON.stringify(r));`,
     t.same(got.pool, fsverity, 'HashPool (OCI layer scanning), 5000-byte chunks');
   });
 }
+
+// Messages of every length around the padding boundaries (55/56, 63/64/65, 119/120) and larger
+// ones, in batches smaller and larger than the lanes, at odd offsets of one buffer.
+const LENGTHS = [0, 1, 3, 55, 56, 57, 63, 64, 65, 100, 119, 120, 127, 128, 129, 4096, 65536 + 7];
+for (let i = 0; i < 200; i++) LENGTHS.push(i % 9 === 0 ? 70000 + ((i * 7919) % 300000) : (i * 7919) % 9000);
+const msgBase = randomBytes(LENGTHS.reduce((a, n) => a + n + 3, 5));
+const msgOffsets: number[] = [];
+{
+  let at = 5;
+  for (const n of LENGTHS) {
+    msgOffsets.push(at);
+    at += n + 3;
+  }
+}
+const msgPath = join(dir, 'messages.bin');
+writeFileSync(msgPath, msgBase);
+const msgExpected = LENGTHS.map((n, i) => createHash('sha256').update(msgBase.subarray(msgOffsets[i]!, msgOffsets[i]! + n)).digest('hex'));
+
+for (const mode of MODES) {
+  t.test(`sha256Messages, ${mode.name}: equal to SHA-256 of each message`, async (t) => {
+    const got = child(
+      `import { sha256Messages } from ${dist('ostree-bindings/sha256-blocks.js')};
+import { readFileSync } from 'node:fs';
+const base = readFileSync(${JSON.stringify(msgPath)});
+const offsets = ${JSON.stringify(msgOffsets)};
+const lengths = ${JSON.stringify(LENGTHS)};
+const hex = (b) => Array.from({ length: b.length / 32 }, (_, i) => b.subarray(i * 32, i * 32 + 32).toString('hex'));
+const r = { all: hex(sha256Messages(base, offsets, lengths)), few: [] };
+// Batches of 1 to 20 messages (fewer and more than the lanes).
+for (let k = 1; k <= 20; k++) r.few.push(hex(sha256Messages(base, offsets.slice(0, k), lengths.slice(0, k))));
+let threw = '';
+try { sha256Messages(base, [base.length - 1], [2]); } catch (e) { threw = e.message; }
+r.threw = threw;
+console.log(JSON.stringify(r));`,
+      mode.env,
+    ) as { all: string[]; few: string[][]; threw: string };
+    t.same(got.all, msgExpected, `${LENGTHS.length} messages in one batch`);
+    got.few.forEach((f, k) => t.same(f, msgExpected.slice(0, k + 1), `a batch of ${k + 1}`));
+    t.match(got.threw, /outside the buffer/, 'a message past the end of the buffer is refused');
+  });
+}

@@ -9,6 +9,8 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -124,9 +126,6 @@ __attribute__((target("avx2"))) static void hash_x8(const uint8_t *in, const int
 /* 2: AVX-512, 1: AVX2, 0: neither. OSTREE_OCI_SHA256_LANES=8 forces AVX2 (to test it). */
 static int level = -1;
 
-#include <stdlib.h>
-#include <string.h>
-
 int sha256_4k_level(void) {
   if (level < 0) {
     __builtin_cpu_init();
@@ -161,7 +160,125 @@ int sha256_4k_many(const uint8_t *in, size_t n, uint8_t *out) {
   return 0;
 }
 
+
+/*
+ * SHA-256 of n messages of any lengths: message i is base[off[i] .. off[i] + len[i]), its digest
+ * goes to out[32 i ..]. Each lane hashes one message block by block; a lane whose message ends
+ * takes the next one, so lanes stay busy whatever the mix of sizes. A message's last one or two
+ * blocks (the rest of its bytes, 0x80, zeros, the bit length) are built in the lane's tail buffer.
+ */
+struct lane {
+  const uint8_t *next;   /* the next full block of the message, or NULL once in the tail */
+  size_t full;           /* full message blocks left */
+  uint8_t tail[128];
+  int tail_blocks;       /* tail blocks left */
+  int tail_at;
+  long msg;              /* the message in this lane, -1 when idle */
+};
+
+static void lane_start(struct lane *ln, const uint8_t *base, const uint64_t *off, const uint64_t *len, long i) {
+  const uint8_t *m = base + off[i];
+  uint64_t L = len[i];
+  ln->msg = i;
+  ln->full = L / 64;
+  ln->next = m;
+  size_t r = L % 64;
+  memset(ln->tail, 0, sizeof ln->tail);
+  memcpy(ln->tail, m + ln->full * 64, r);
+  ln->tail[r] = 0x80;
+  ln->tail_blocks = r <= 55 ? 1 : 2;
+  uint64_t bits = L * 8;
+  for (int k = 0; k < 8; k++) ln->tail[ln->tail_blocks * 64 - 1 - k] = (uint8_t)(bits >> (8 * k));
+  ln->tail_at = 0;
+}
+
+/* The lane's current block, and advance; NULL when the message is done. */
+static const uint8_t *lane_block(struct lane *ln) {
+  if (ln->msg < 0) return NULL;
+  if (ln->full > 0) {
+    const uint8_t *b = ln->next;
+    ln->next += 64;
+    ln->full--;
+    return b;
+  }
+  if (ln->tail_at < ln->tail_blocks) return ln->tail + 64 * ln->tail_at++;
+  return NULL;
+}
+
+static inline uint32_t load_be32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+#define SHA256_MULTI(V, LANES, SET1, LOADU, STORE, BLEND, COMPRESS)                              \
+  struct lane ln[LANES];                                                                         \
+  long next_msg = 0;                                                                             \
+  V st[8];                                                                                       \
+  for (int i = 0; i < 8; i++) st[i] = SET1(H0[i]);                                               \
+  for (int l = 0; l < LANES; l++) {                                                              \
+    ln[l].msg = -1;                                                                              \
+    if (next_msg < (long)n) lane_start(&ln[l], base, off, len, next_msg++);                      \
+  }                                                                                              \
+  static const uint8_t zero[64];                                                                 \
+  for (;;) {                                                                                     \
+    uint32_t w32[16][LANES];                                                                     \
+    int active = 0;                                                                              \
+    for (int l = 0; l < LANES; l++) {                                                            \
+      const uint8_t *b = lane_block(&ln[l]);                                                     \
+      while (b == NULL && ln[l].msg >= 0) {                                                      \
+        /* The message is done: its digest out, the next message in. */                         \
+        uint32_t s[8][LANES];                                                                    \
+        for (int i = 0; i < 8; i++) STORE(s[i], st[i]);                                          \
+        uint8_t *o = out + 32 * ln[l].msg;                                                       \
+        for (int i = 0; i < 8; i++) {                                                            \
+          o[4 * i] = (uint8_t)(s[i][l] >> 24); o[4 * i + 1] = (uint8_t)(s[i][l] >> 16);          \
+          o[4 * i + 2] = (uint8_t)(s[i][l] >> 8); o[4 * i + 3] = (uint8_t)s[i][l];               \
+        }                                                                                        \
+        ln[l].msg = -1;                                                                          \
+        for (int i = 0; i < 8; i++) st[i] = BLEND(l, st[i], SET1(H0[i]));                        \
+        if (next_msg < (long)n) {                                                                \
+          lane_start(&ln[l], base, off, len, next_msg++);                                        \
+          b = lane_block(&ln[l]);                                                                \
+        }                                                                                        \
+      }                                                                                          \
+      if (b) active++;                                                                           \
+      else b = zero;                                                                             \
+      for (int t = 0; t < 16; t++) w32[t][l] = load_be32(b + 4 * t);                             \
+    }                                                                                            \
+    if (!active) break;                                                                          \
+    V w[16];                                                                                     \
+    for (int t = 0; t < 16; t++) w[t] = LOADU(w32[t]);                                           \
+    COMPRESS(st, w);                                                                             \
+  }
+
+#define Z_LOADU(p) _mm512_loadu_si512((const void *)(p))
+#define Z_BLEND(l, a, b) _mm512_mask_blend_epi32((__mmask16)(1u << (l)), a, b)
+#define Y_LOADU(p) _mm256_loadu_si256((const __m256i *)(p))
+#define Y_BLEND(l, a, b)                                                                         \
+  _mm256_blendv_epi8(a, b, _mm256_cmpeq_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(l)))
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void
+multi_x16(const uint8_t *base, const uint64_t *off, const uint64_t *len, size_t n, uint8_t *out) {
+  SHA256_MULTI(__m512i, 16, Z_SET1, Z_LOADU, Z_STORE, Z_BLEND, compress_x16)
+}
+
+__attribute__((target("avx2"))) static void
+multi_x8(const uint8_t *base, const uint64_t *off, const uint64_t *len, size_t n, uint8_t *out) {
+  SHA256_MULTI(__m256i, 8, Y_SET1, Y_LOADU, Y_STORE, Y_BLEND, compress_x8)
+}
+
+int sha256_multi(const uint8_t *base, const uint64_t *off, const uint64_t *len, size_t n, uint8_t *out) {
+  int lv = sha256_4k_level();
+  if (lv == 0) return -1;
+  if (lv == 2) multi_x16(base, off, len, n, out);
+  else multi_x8(base, off, len, n, out);
+  return 0;
+}
+
 #else
 int sha256_4k_level(void) { return 0; }
 int sha256_4k_many(const uint8_t *in, size_t n, uint8_t *out) { (void)in; (void)n; (void)out; return -1; }
+int sha256_multi(const uint8_t *base, const uint64_t *off, const uint64_t *len, size_t n, uint8_t *out) {
+  (void)base; (void)off; (void)len; (void)n; (void)out;
+  return -1;
+}
 #endif

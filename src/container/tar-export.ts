@@ -25,10 +25,10 @@
  * (`collidesWithRepoSkeleton`, e.g. an embedded repository at `/sysroot/ostree/repo`) is refused:
  * importers would read that entry as part of the image's repository.
  */
-import { webcrypto } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { ObjectType } from '../../ostree-bindings/index.js';
+import { sha256Messages } from '../../ostree-bindings/sha256-blocks.js';
 import { ObjectChecksumError, OstreeOciError } from '../errors.js';
 import { ContentHasher, contentPrefix } from '../ostree/checksum.js';
 import { loadVerifiedMetadata } from '../ostree/verify-objects.js';
@@ -80,6 +80,11 @@ interface ContentObject {
 
 /** Files up to this size are read synchronously into memory; bigger ones are streamed. */
 const SMALL_FILE = 1 << 20;
+/**
+ * Bytes of small objects re-hashed per batch: at least 16 lanes × SMALL_FILE, so that no object
+ * is longer than a lane's share and the lanes finish together.
+ */
+const VERIFY_BATCH = 16 << 20;
 
 /**
  * Open a content object (header, xattrs bytes, payload). Loose payloads (bare modes) are read with
@@ -279,12 +284,8 @@ export class OstreeTarWriter {
     if (isReg) {
       const data = obj.data!;
       if (Buffer.isBuffer(data)) {
-        // Hashed on the libuv pool while the entry is written: off the thread that builds the tar.
-        const digest = webcrypto.subtle.digest('SHA-256', Buffer.concat([contentPrefix(obj.header), data]));
-        digest.catch(() => {}); // awaited below, unless the write fails first
+        this.stageForVerify(checksum, path, contentPrefix(obj.header), data);
         await this.b.appendData(h, objPath, data);
-        const actual = Buffer.from(await digest).toString('hex');
-        if (actual !== checksum) throw corrupt(actual);
       } else {
         await this.b.appendData(h, objPath, { stream: hashed(data, hasher), length: obj.size, what: `file object ${checksum}` });
         verify();
@@ -377,6 +378,42 @@ export class OstreeTarWriter {
     await this.b.appendData(h, 'var/tmp');
   }
 
+  /**
+   * Small content objects (payload in memory) are re-hashed in batches: their canonical bytes are
+   * staged here and hashed many at once (sha256Messages: one SIMD lane per object). A corrupt
+   * object therefore fails the layer a few objects after its entry was written; `verifyPending`
+   * must run before the layer is finished, as `run` does.
+   */
+  private staged = { buf: Buffer.alloc(0), used: 0, items: [] as Array<{ checksum: string; path: string; at: number; length: number }> };
+
+  private stageForVerify(checksum: string, path: string, prefix: Buffer, data: Buffer): void {
+    const length = prefix.length + data.length;
+    if (this.staged.used + length > this.staged.buf.length) {
+      this.verifyPending();
+      if (length > this.staged.buf.length) this.staged.buf = Buffer.allocUnsafe(Math.max(VERIFY_BATCH, length));
+    }
+    const at = this.staged.used;
+    prefix.copy(this.staged.buf, at);
+    data.copy(this.staged.buf, at + prefix.length);
+    this.staged.used += length;
+    this.staged.items.push({ checksum, path, at, length });
+  }
+
+  /** Re-hash every staged object; the first whose bytes do not match its checksum is an error. */
+  verifyPending(): void {
+    const { buf, items } = this.staged;
+    if (items.length === 0) return;
+    this.staged.items = [];
+    this.staged.used = 0;
+    const digests = sha256Messages(buf, items.map((x) => x.at), items.map((x) => x.length));
+    items.forEach((x, i) => {
+      const actual = digests.toString('hex', i * 32, i * 32 + 32);
+      if (actual !== x.checksum) {
+        throw new ObjectChecksumError('file', x.checksum, actual, `${x.path} in repository ${this.repo.path} (ostree-oci fsck lists every corrupt object)`);
+      }
+    });
+  }
+
   /** Objects in checksum order, each followed by its checkout paths. */
   async writeChunk(mapping: ChunkMapping): Promise<void> {
     const sorted = [...mapping.keys()].sort();
@@ -393,7 +430,9 @@ export class OstreeTarWriter {
 function run(repo: Repo, commit: LoadedCommit, fn: (w: OstreeTarWriter, b: TarBuilder) => Promise<void>): TarOutput {
   return TarOutput.run(async (out) => {
     const b = new TarBuilder(out);
-    await fn(new OstreeTarWriter(repo, commit, b), b);
+    const w = new OstreeTarWriter(repo, commit, b);
+    await fn(w, b);
+    w.verifyPending();
     await b.finish();
   });
 }
