@@ -1,9 +1,9 @@
 /** The foundation CLI: --help, show (text and JSON) and fsck against real repositories. */
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { appendFileSync, chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Repo } from '../src/ostree/repo.js';
+import { ObjectType, Repo } from '../src/ostree/repo.js';
 import { serializeMetadata } from '../src/gvariant/ostree-types.js';
 import { ostreeCommit, ostreeInit, writeSampleTree } from '../scripts/lib/sample-tree.js';
 import { CLI, cli, tmp } from './helpers/tmp.js';
@@ -96,7 +96,7 @@ t.test('show --json matches what ostree itself reports', async (t) => {
 t.test('fsck re-hashes content and names a corrupted object', async (t) => {
   const d = tmp(t);
   const repoPath = join(d, 'repo');
-  writeSampleTree(join(d, 'tree'), { bigFileMiB: 1 });
+  writeSampleTree(join(d, 'tree'), { bigFileMiB: 2 });
   ostreeInit(repoPath, 'bare-user');
   ostreeCommit(repoPath, join(d, 'tree'));
   let r = cli(['fsck', '--repo', repoPath, '--json']);
@@ -104,16 +104,39 @@ t.test('fsck re-hashes content and names a corrupted object', async (t) => {
   const [clean] = JSON.parse(r.stdout);
   t.same(clean.problems, []);
   t.ok(clean.files >= 15);
-  // Corrupt one regular file object in place (bare-user stores the payload as a plain file).
+  // Corrupt objects in place (bare-user stores payloads, and symlink targets, as plain files): a
+  // small file (hashed in a batch), a large one (streamed), a symlink.
   const repo = Repo.open(repoPath);
-  let victim = '';
-  for (const e of repo.walk('main')) if (e.kind === 'file' && e.path === '/usr/share/doc/README') victim = e.checksum;
+  const victims: string[] = [];
+  for (const e of repo.walk('main')) {
+    if (e.kind === 'file' && ['/usr/share/doc/README', '/usr/lib/big.bin', '/usr/bin/readme-rel'].includes(e.path)) victims.push(e.checksum);
+  }
   repo.close();
-  const obj = join(repoPath, 'objects', victim.slice(0, 2), `${victim.slice(2)}.file`);
-  chmodSync(obj, 0o644);
-  appendFileSync(obj, 'tampered');
+  t.equal(victims.length, 3);
+  for (const victim of victims) {
+    const obj = join(repoPath, 'objects', victim.slice(0, 2), `${victim.slice(2)}.file`);
+    chmodSync(obj, 0o644);
+    // A symlink's target ends at its NUL: change a byte of it rather than append.
+    const b = readFileSync(obj);
+    b[0]! ^= 1;
+    writeFileSync(obj, b);
+  }
   r = cli(['fsck', '--repo', repoPath]);
   t.equal(r.status, 1);
-  t.match(r.stdout, new RegExp(`file ${victim}: content hashes to [0-9a-f]{64}`));
-  t.match(r.stdout, /1 problems/);
+  for (const victim of victims) t.match(r.stdout, new RegExp(`file ${victim}: content hashes to [0-9a-f]{64}`));
+  t.match(r.stdout, /3 problems/);
+  // Every mode: the batched path (bare, bare-user-only) and the libostree stream (archive) agree.
+  for (const mode of ['bare', 'bare-user-only', 'archive'] as const) {
+    const other = join(d, `repo-${mode}`);
+    ostreeInit(other, mode);
+    ostreeCommit(other, join(d, 'tree'));
+    const o = cli(['fsck', '--repo', other, '--json']);
+    t.equal(o.status, 0, `${mode}: ${o.stderr}`);
+    const [res] = JSON.parse(o.stdout);
+    t.same(res.problems, [], `${mode}: clean`);
+    const r2 = Repo.open(other);
+    const fileObjects = r2.reachableObjects(r2.resolveRev('main')).filter((x) => x.type === ObjectType.FILE).length;
+    r2.close();
+    t.equal(res.files, fileObjects, `${mode}: every file object checked`);
+  }
 });
