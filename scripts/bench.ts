@@ -6,6 +6,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { hashBlocksImplementation } from '../ostree-bindings/sha256-blocks.js';
 import { CLI, ROOT, type BenchModule, type BenchRow } from './bench/lib.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -19,6 +20,10 @@ async function main(): Promise<void> {
     .sort();
   const rows: BenchRow[] = [];
   let failed = 0;
+  const sha = hashBlocksImplementation();
+  process.stderr.write(
+    `bench: SHA-256 kernel: ${sha.lanes ? `native, ${sha.lanes} lanes (${sha.library})` : "none, Node's crypto (see README, The SHA-256 kernel)"}\n`,
+  );
   for (const f of files) {
     const mod = (await import(pathToFileURL(join(dir, f)).href)) as { default: BenchModule };
     const scratch = mkdtempSync(join(tmpdir(), 'ostree-oci-bench-'));
