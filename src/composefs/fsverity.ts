@@ -128,7 +128,7 @@ export function fsverityDescriptorDigest(rootHash: Uint8Array, dataSize: bigint 
   return sha256(d);
 }
 
-/** Incremental fs-verity hasher with flat memory (one pending block per tree level). */
+/** Incremental fs-verity hasher with flat memory (a 256 KiB run of data, one block per tree level). */
 export class FsVerityHasher {
   private readonly tree = new MerkleTreeBuilder();
   /**

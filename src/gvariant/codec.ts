@@ -108,7 +108,8 @@ function parseTypeAt(s: string, pos: number, depth: number): [TypeInfo, number] 
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-function offsetSize(total: number): number {
+/** Bytes per framing offset in a container of `total` bytes. */
+export function offsetSize(total: number): number {
   if (total === 0) return 0;
   if (total <= 0xff) return 1;
   if (total <= 0xffff) return 2;
@@ -116,7 +117,8 @@ function offsetSize(total: number): number {
   return 8;
 }
 
-function readOffset(buf: Buffer, at: number, z: number): number {
+/** A little-endian framing offset of `z` bytes (64-bit values past 2^53 saturate). */
+export function readOffset(buf: Buffer, at: number, z: number): number {
   switch (z) {
     case 1:
       return buf[at]!;

@@ -11,26 +11,12 @@
  * variable-size elements ends with a table of each element's end offset. All alignments are 1.
  */
 import { isUtf8 } from 'node:buffer';
+import { offsetSize, readOffset } from './codec.js';
 
 export interface RawDirTree {
   /** Names without their NUL; checksums as 32-byte views of the data. */
   files: Array<{ name: Buffer; checksum: Buffer }>;
   dirs: Array<{ name: Buffer; tree: Buffer; meta: Buffer }>;
-}
-
-const offsetSize = (n: number): number => (n === 0 ? 0 : n <= 0xff ? 1 : n <= 0xffff ? 2 : n <= 0xffffffff ? 4 : 8);
-
-function readOffset(b: Buffer, at: number, size: number): number {
-  switch (size) {
-    case 1:
-      return b[at]!;
-    case 2:
-      return b.readUInt16LE(at);
-    case 4:
-      return b.readUInt32LE(at);
-    default:
-      return Number(b.readBigUInt64LE(at));
-  }
 }
 
 /** The elements of an array of variable-size elements, as [start, end) pairs; null if malformed. */
