@@ -1,7 +1,7 @@
 /** The foundation CLI: --help, show (text and JSON) and fsck against real repositories. */
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ObjectType, Repo } from '../src/ostree/repo.js';
 import { serializeMetadata } from '../src/gvariant/ostree-types.js';
@@ -139,4 +139,29 @@ t.test('fsck re-hashes content and names a corrupted object', async (t) => {
     r2.close();
     t.equal(res.files, fileObjects, `${mode}: every file object checked`);
   }
+  // Objects held by a parent repository (core.parent) have no loose file in the child: fsck and
+  // encapsulate read them through libostree.
+  const parent = join(d, 'repo-bare');
+  const child = join(d, 'child');
+  ostreeInit(child, 'bare');
+  execFileSync('ostree', ['config', `--repo=${child}`, 'set', 'core.parent', parent]);
+  ostreeCommit(child, join(d, 'tree'));
+  // `ostree commit` wrote the objects into the child too: leave them to the parent.
+  const rc = Repo.open(child);
+  let removed = 0;
+  for (const x of rc.reachableObjects(rc.resolveRev('main'))) {
+    const p = x.type === ObjectType.FILE ? rc.loosePayloadPath(x.checksum)! : '';
+    if (p && lstatSync(p, { throwIfNoEntry: false })) {
+      rmSync(p);
+      removed++;
+    }
+  }
+  rc.close();
+  t.ok(removed >= 15, `${removed} content objects are left to the parent`);
+  t.equal(spawnSync('ostree', ['fsck', `--repo=${child}`]).status, 0, 'ostree fsck: the child is complete through its parent');
+  const pf = cli(['fsck', '--repo', child, '--json']);
+  t.equal(pf.status, 0, `child repository: ${pf.stderr}`);
+  t.same(JSON.parse(pf.stdout)[0].problems, [], 'child repository: clean');
+  const enc = cli(['encapsulate', '--repo', child, 'main', `oci:${join(d, 'child-img')}:x`]);
+  t.equal(enc.status, 0, `encapsulate from the child repository: ${enc.stderr}`);
 });

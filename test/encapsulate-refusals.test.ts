@@ -11,6 +11,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ostreeCommit, ostreeInit } from '../scripts/lib/sample-tree.js';
 import { makeSampleRepo, readLayout } from './container-helpers.js';
+import { OstreeTarWriter } from '../src/container/tar-export.js';
+import { TarBuilder, TarOutput } from '../src/container/tar-writer.js';
+import { Repo } from '../src/ostree/repo.js';
 import { cli, ensureBuilt, ostreeFsck, tmp } from './helpers/tmp.js';
 
 ensureBuilt();
@@ -168,6 +171,24 @@ t.test('a corrupt source repository: encapsulate re-hashes what it reads and nam
       // Metadata is checked before anything is written; content as it streams into its layer, and
       // the failed write then removes what it created.
       t.notOk(existsSync(out), `${c.what}: nothing left at the destination`);
+    }
+    if (c.what === 'small file') {
+      // The exported writer, driven directly: small objects are hashed in batches, and the batch
+      // is checked before writeCommit returns.
+      const r = Repo.open(repo);
+      try {
+        const out = TarOutput.run(async (o) => {
+          const b = new TarBuilder(o);
+          await new OstreeTarWriter(r, r.loadCommit(s.commit), b).writeCommit();
+          await b.finish();
+        });
+        const drain = async (): Promise<void> => {
+          for await (const _ of out) void _;
+        };
+        await t.rejects(drain(), /file object checksum mismatch at \/usr\/share\/doc\/README/, 'OstreeTarWriter.writeCommit: the corrupt small file is an error');
+      } finally {
+        r.close();
+      }
     }
   }
 });

@@ -229,6 +229,36 @@ t.test('dirtree fast reader: the codec’s value for normal-form data, null or t
   }
   t.ok(fastAccepted > 100, `some mutations stay valid (${fastAccepted}/6000), e.g. changed checksum bytes`);
   t.pass(`${codecOnly} mutations the codec decodes but only with checksums that are not 32 bytes`);
+  // Framed consistently but wider than needed (not normal form): refused by both. A body of 254
+  // bytes + one offset fits 1-byte offsets (255 in all) and 2-byte ones (256): names of 221, 220
+  // and 219 bytes put the element, the array and the tuple on that boundary.
+  const le = (v: number, w: number): Buffer => {
+    const b = Buffer.alloc(w);
+    b.writeUIntLE(v, 0, w);
+    return b;
+  };
+  const framed = (nameLen: number, elemW: number, arrW: number, tupW: number): Buffer => {
+    const elem = Buffer.concat([Buffer.from(`${'n'.repeat(nameLen)}\0`), Buffer.alloc(32, 7), le(nameLen + 1, elemW)]);
+    const arr = Buffer.concat([elem, le(elem.length, arrW)]);
+    return Buffer.concat([arr, le(arr.length, tupW)]);
+  };
+  for (const [nameLen, normalW, wideW, what] of [
+    [221, [1, 2, 2], [2, 2, 2], 'element'],
+    [220, [1, 1, 2], [1, 2, 2], 'array'],
+    [219, [1, 1, 1], [1, 1, 2], 'tuple'],
+  ] as const) {
+    const normal = encode('(a(say)a(sayay))', [[['n'.repeat(nameLen), Buffer.alloc(32, 7)]], []]);
+    t.same(framed(nameLen, ...normalW), normal, `${what}: the normal form uses the narrow offsets`);
+    t.ok(readDirTreeCanonical(normal), `${what}: normal form read`);
+    const wide = framed(nameLen, ...wideW);
+    t.equal(readDirTreeCanonical(wide), null, `${what} framed wider than needed: the fast reader refuses it`);
+    t.throws(() => decode('(a(say)a(sayay))', wide), /not in normal form/, `${what} framed wider than needed: so does the codec`);
+    t.throws(() => parseDirTree(wide), /not in normal form/, `${what} framed wider than needed: parseDirTree refuses it`);
+  }
+  // A name that starts with U+FEFF is an ordinary UTF-8 string: both read it, keeping the BOM.
+  const bom = encode('(a(say)a(sayay))', [[['\uFEFFfoo', Buffer.alloc(32, 1)]], []]);
+  t.equal(parseDirTree(bom).files[0]!.name, '\uFEFFfoo', 'a leading U+FEFF is kept (fast path)');
+  t.equal((decode('(a(say)a(sayay))', bom) as [[[string, Buffer]]])[0][0][0], '\uFEFFfoo', 'and by the codec');
   // parseDirTree gives the same errors either way.
   const bad = encode('(a(say)a(sayay))', [[['b', Buffer.alloc(32, 1)], ['a', Buffer.alloc(32, 2)]], []]);
   t.ok(readDirTreeCanonical(bad), 'encoded in normal form');

@@ -26,9 +26,13 @@ const library = join(ROOT, 'ostree-bindings', 'native', 'libsha256-4k.so');
 
 /** Run a module script in a child with extra environment; its stdout, parsed as JSON. */
 function child(script: string, env: Record<string, string>): unknown {
+  // Only the mode's own variables: not the ones this test run may have been started with.
+  const base = { ...process.env };
+  delete base.OSTREE_OCI_NATIVE_SHA256;
+  delete base.OSTREE_OCI_SHA256_LANES;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
     encoding: 'utf8',
-    env: { ...process.env, ...env },
+    env: { ...base, ...env },
     maxBuffer: 1 << 26,
   });
   if (r.status !== 0) throw new Error(`child failed (${r.status}): ${r.stderr}`);

@@ -123,11 +123,16 @@ __attribute__((target("avx2"))) static void hash_x8(const uint8_t *in, const int
   SHA256_LANES(__m256i, 8, Y_ADD, Y_SET1, Y_LOADIDX, Y_GATHER, Y_BSWAP, Y_STORE, compress_x8)
 }
 
-/* 2: AVX-512, 1: AVX2, 0: neither. OSTREE_OCI_SHA256_LANES=8 forces AVX2 (to test it). */
+/*
+ * 2: AVX-512, 1: AVX2, 0: neither. OSTREE_OCI_SHA256_LANES=8 forces AVX2 (to test it). Worker
+ * threads may ask at the same time: each computes the same answer, stored atomically.
+ */
 static int level = -1;
 
 int sha256_4k_level(void) {
-  if (level < 0) {
+  int known = __atomic_load_n(&level, __ATOMIC_ACQUIRE);
+  if (known >= 0) return known;
+  {
     __builtin_cpu_init();
     int l = 0;
     if (__builtin_cpu_supports("avx2")) l = 1;
@@ -136,9 +141,9 @@ int sha256_4k_level(void) {
       l = 2;
     const char *force = getenv("OSTREE_OCI_SHA256_LANES");
     if (force && strcmp(force, "8") == 0 && l >= 1) l = 1;
-    level = l;
+    __atomic_store_n(&level, l, __ATOMIC_RELEASE);
+    return l;
   }
-  return level;
 }
 
 int sha256_4k_many(const uint8_t *in, size_t n, uint8_t *out) {

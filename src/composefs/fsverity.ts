@@ -411,7 +411,11 @@ function bigFile(fd, path, size, readSize) {
     }
   }
   if (total !== size) throw new Error(path + ' changed size while reading (' + size + ' → ' + total + '+ bytes)');
-  return descriptorDigest(roots([{ at: 0, count }], hashes)[0], size);
+  const digest = descriptorDigest(roots([{ at: 0, count }], hashes)[0], size);
+  // The level buffers grew to 1/128 of the file: not kept for the rest of the worker's life.
+  if (hashes.length > (1 << 20)) hashes = Buffer.allocUnsafeSlow(BS);
+  if (level.length > (1 << 20)) level = Buffer.allocUnsafeSlow(BS);
+  return digest;
 }
 
 parentPort.on('message', (job) => {

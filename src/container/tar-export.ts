@@ -25,7 +25,7 @@
  * (`collidesWithRepoSkeleton`, e.g. an embedded repository at `/sysroot/ostree/repo`) is refused:
  * importers would read that entry as part of the image's repository.
  */
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, lstatSync, readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { ObjectType } from '../../ostree-bindings/index.js';
 import { sha256Messages } from '../../ostree-bindings/sha256-blocks.js';
@@ -92,7 +92,8 @@ const VERIFY_BATCH = 16 << 20;
  */
 export function loadContentObject(repo: Repo, checksum: string): ContentObject {
   const path = repo.loosePayloadPath(checksum);
-  if (path) {
+  // An object held by a parent repository (core.parent) or still staged has no loose file here.
+  if (path && lstatSync(path, { throwIfNoEntry: false })) {
     const { header, size } = repo.readFileHeader(checksum);
     // readFileHeader's parse is strict (normal form), so this re-serialization is byte-identical
     // to the stored `a(ayay)` that libostree hands out.
@@ -218,6 +219,7 @@ export class OstreeTarWriter {
     await this.appendMeta(ObjectType.DIR_META, c.rootMeta, rootMetaBytes);
     await this.appendDirtree('./', c.rootTree, true);
     await this.appendStandardVar();
+    this.verifyPending();
   }
 
   private async appendCommitObject(): Promise<void> {
@@ -242,7 +244,7 @@ export class OstreeTarWriter {
    * as it is written (`path`, one of its paths in the commit, names it if it is corrupt): the
    * layer fails rather than carry content the commit does not reference.
    */
-  async appendContent(checksum: string, path: string): Promise<{ objPath: string; h: Header }> {
+  private async appendContent(checksum: string, path: string): Promise<{ objPath: string; h: Header }> {
     const objPath = objectPath('file', checksum);
     // A hardlink to an object already in the stream needs only its header, not its payload.
     const written = this.wroteContent.has(checksum);
@@ -381,8 +383,8 @@ export class OstreeTarWriter {
   /**
    * Small content objects (payload in memory) are re-hashed in batches: their canonical bytes are
    * staged here and hashed many at once (sha256Messages: one SIMD lane per object). A corrupt
-   * object therefore fails the layer a few objects after its entry was written; `verifyPending`
-   * must run before the layer is finished, as `run` does.
+   * object therefore fails the layer a few objects after its entry was written, and at the latest
+   * when `writeCommit` or `writeChunk` returns (both end with `verifyPending`).
    */
   private staged = { buf: Buffer.alloc(0), used: 0, items: [] as Array<{ checksum: string; path: string; at: number; length: number }> };
 
@@ -424,6 +426,7 @@ export class OstreeTarWriter {
         await this.appendContentHardlink(objPath, h.clone(), pathForTarV1(p), checksum);
       }
     }
+    this.verifyPending();
   }
 }
 

@@ -106,7 +106,9 @@ function parseTypeAt(s: string, pos: number, depth: number): [TypeInfo, number] 
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string (GVariant keeps it; stripping it made such
+// strings fail the normal-form check).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Bytes per framing offset in a container of `total` bytes. */
 export function offsetSize(total: number): number {

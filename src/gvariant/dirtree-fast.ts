@@ -19,6 +19,22 @@ export interface RawDirTree {
   dirs: Array<{ name: Buffer; tree: Buffer; meta: Buffer }>;
 }
 
+/**
+ * Normal form frames a container with the narrowest offsets that fit: `total` bytes holding `k`
+ * offsets are in normal form only if no narrower width would hold the same body. (A body can be
+ * framed consistently at two widths, e.g. 254 bytes + one offset: 255 with 1-byte, 256 with 2-byte
+ * offsets.)
+ */
+function narrowest(total: number, k: number): boolean {
+  const os = offsetSize(total);
+  const body = total - k * os;
+  for (const w of [1, 2, 4]) {
+    if (w >= os) break;
+    if (body + k * w <= 2 ** (8 * w) - 1) return false;
+  }
+  return true;
+}
+
 /** The elements of an array of variable-size elements, as [start, end) pairs; null if malformed. */
 function arrayElements(b: Buffer, start: number, end: number): Array<[number, number]> | null {
   const n = end - start;
@@ -27,6 +43,7 @@ function arrayElements(b: Buffer, start: number, end: number): Array<[number, nu
   if (n < os) return null;
   const table = readOffset(b, end - os, os);
   if (table > n - os || (n - table) % os !== 0) return null;
+  if (!narrowest(n, (n - table) / os)) return null;
   const out: Array<[number, number]> = [];
   let from = 0;
   for (let at = start + table; at < end; at += os) {
@@ -49,7 +66,7 @@ function cString(b: Buffer, start: number, end: number): Buffer | null {
 export function readDirTreeCanonical(b: Buffer): RawDirTree | null {
   const n = b.length;
   const os = offsetSize(n);
-  if (n === 0 || n < os) return null;
+  if (n === 0 || n < os || !narrowest(n, 1)) return null;
   const filesEnd = readOffset(b, n - os, os);
   if (filesEnd > n - os) return null;
   const fileEls = arrayElements(b, 0, filesEnd);
@@ -60,7 +77,7 @@ export function readDirTreeCanonical(b: Buffer): RawDirTree | null {
     // (say): string, checksum, the string's end offset
     const m = e - s;
     const eos = offsetSize(m);
-    if (m < eos) return null;
+    if (m < eos || !narrowest(m, 1)) return null;
     const nameEnd = s + readOffset(b, e - eos, eos);
     if (nameEnd > e - eos || e - eos - nameEnd !== 32) return null;
     const name = cString(b, s, nameEnd);
@@ -72,7 +89,7 @@ export function readDirTreeCanonical(b: Buffer): RawDirTree | null {
     // (sayay): string, tree, meta, then the tree's end offset, then the string's
     const m = e - s;
     const eos = offsetSize(m);
-    if (m < 2 * eos) return null;
+    if (m < 2 * eos || !narrowest(m, 2)) return null;
     const nameEnd = s + readOffset(b, e - eos, eos);
     const treeEnd = s + readOffset(b, e - 2 * eos, eos);
     if (treeEnd - nameEnd !== 32 || e - 2 * eos - treeEnd !== 32) return null;

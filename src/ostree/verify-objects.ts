@@ -6,7 +6,7 @@
 import { OBJECT_TYPE_NAMES } from '../../ostree-bindings/index.js';
 import { ObjectChecksumError, OstreeOciError } from '../errors.js';
 import { parseCommit, parseDirMeta, parseDirTree } from '../gvariant/ostree-types.js';
-import { readFileSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
 import { sha256Messages } from '../../ostree-bindings/sha256-blocks.js';
 import { contentPrefix, sha256Hex } from './checksum.js';
 import { ObjectType, type Repo } from './repo.js';
@@ -73,7 +73,8 @@ export async function verifyCommitObjects(
   };
   const stageSmallFile = (checksum: string): boolean => {
     const path = repo.loosePayloadPath(checksum);
-    if (!path) return false;
+    // Not a loose file here (a parent repository's object, or staged): libostree's stream.
+    if (!path || !lstatSync(path, { throwIfNoEntry: false })) return false;
     const { header, size } = repo.readFileHeader(checksum);
     if (size > SMALL_OBJECT) return false;
     const prefix = contentPrefix(header);
