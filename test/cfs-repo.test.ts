@@ -395,6 +395,14 @@ t.test('fsck finds corrupted and missing objects, dangling refs, bad streams; gc
   t.same(r.errors.map((e) => [e.kind, e.path]), [['missing-object', 'streams/oci-layer-sha256:layer']]);
   await new ObjectStore(repo).storeBuffer(pseudoRandomBytes(3000, 300));
 
+  // Refs that resolve to a file, but not to an entry of images/: broken too (gc keeps only the
+  // link's last component, so fsck must not call them fine).
+  symlinkSync('/etc/passwd', join(repo.path, 'images/refs/outside'));
+  symlinkSync(`../../objects/${a.objects[0]!.slice(0, 2)}/${a.objects[0]!.slice(2)}`, join(repo.path, 'images/refs/object'));
+  r = await fsckRepo(repo);
+  t.same(r.errors.map((e) => [e.kind, e.path]).sort(), [['broken-ref', 'images/refs/object'], ['broken-ref', 'images/refs/outside']], 'refs outside images/ are broken');
+  rmSync(join(repo.path, 'images/refs/outside'));
+  rmSync(join(repo.path, 'images/refs/object'));
   symlinkSync('../0000', join(repo.path, 'images/refs/dangling'));
   mkdirSync(join(repo.path, 'objects', 'ab'), { recursive: true });
   writeFileSync(join(repo.path, 'objects', 'ab', 'not-a-digest'), 'x');

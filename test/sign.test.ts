@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Repo, ObjectType } from '../src/ostree/repo.js';
 import { parseCommit, serializeCommit, serializeMetadata, parseMetadata } from '../src/gvariant/ostree-types.js';
@@ -47,6 +47,16 @@ t.test('keygen writes ostree-format keys', async (t) => {
   const again = cli(['keygen', '--out', k.secret]);
   t.equal(again.status, 2, 'refuses to overwrite');
   t.match(again.stderr, /exists; use --force/);
+  // --force over a directory: refused before anything is written (it used to leave the new
+  // public key and the secret key's temporary behind).
+  for (const [name, dir] of [['d1', 'd1'], ['d2', 'd2.pub']] as const) {
+    mkdirSync(join(d, dir));
+    const listing = readdirSync(d).sort();
+    const r = cli(['keygen', '--out', join(d, name), '--force']);
+    t.equal(r.status, 2, `--force with ${dir} a directory: refused`);
+    t.match(r.stderr, new RegExp(`${dir} exists and is not a regular file`), 'names it');
+    t.same(readdirSync(d).sort(), listing, 'nothing written');
+  }
 });
 
 t.test('ed25519 signature verifies with openssl over the exact .commit bytes; other keys kept', async (t) => {

@@ -205,6 +205,12 @@ t.test('remove and prune', async (t) => {
   const second = runJson<Pull>('image', 'pull', '--repo', repo, other);
   t.equal(second.layersFetched, 0, 'a second image with the same layers fetches nothing');
   t.equal(cli(['image', 'remove', '--repo', repo, `oci:${join(root, 'nope')}`]).status, 2, 'removing an unknown image is a usage error');
+  // Several names, one unknown: nothing is removed (each used to go in its own transaction).
+  const before = refs(repo);
+  const mixed = cli(['image', 'remove', '--repo', repo, imgref, `oci:${join(root, 'nope')}`]);
+  t.equal(mixed.status, 2, 'one unknown image among several: an error');
+  t.match(mixed.stderr, /nope.*is not in the store.*nothing was removed/, 'names it and says nothing was removed');
+  t.same(refs(repo), before, 'every ref is still there');
   let p = runJson<{ removedLayerRefs: unknown[]; keptLayerRefs: number }>('image', 'prune', '--repo', repo);
   t.equal(p.removedLayerRefs.length, 0, 'nothing unused');
   t.equal(p.keptLayerRefs, layout.manifest.layers.length);

@@ -14,7 +14,7 @@
  * counted, and `gc` removes those of processes that are gone.
  */
 import { lstat, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fsverityDigestFile } from '../composefs/fsverity.js';
 import { imageExternalFiles, payloadOf } from './images.js';
 import { entryObject, listEntries, listRefs, type Category } from './refs.js';
@@ -221,7 +221,15 @@ export async function fsckRepo(repo: CfsRepo, opts: FsckOptions = {}): Promise<F
     for (const ref of refs) {
       r.refs.checked++;
       const rel = `${category}/refs/${ref.name}`;
-      const ok = await stat(join(repo.path, rel)).then((s) => s.isFile(), () => false);
+      // A ref must name an entry of its own category (what gc keeps: the link's last component),
+      // not merely any file: `→ /etc/passwd` or `→ ../../../objects/…` are broken.
+      const target = resolve(dirname(join(repo.path, rel)), ref.link);
+      if (ref.entry === null || target !== resolve(repo.path, category, ref.entry)) {
+        r.refs.broken++;
+        err('broken-ref', rel, `→ ${ref.link} does not point at an entry of ${category}/`);
+        continue;
+      }
+      const ok = await stat(target).then((s) => s.isFile(), () => false);
       if (!ok) {
         r.refs.broken++;
         err('broken-ref', rel, `→ ${ref.link} does not resolve to an object`);

@@ -9,6 +9,7 @@ export {
   listImageRefs,
   inspectImage,
   removeImage,
+  removeImages,
   pruneImages,
   writeObjectSetCommit,
   commitmetaInfo,

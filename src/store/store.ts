@@ -794,17 +794,31 @@ export interface RemoveResult {
 
 /** Delete an image's refs (image ref and metadata ref); layers stay until prune. */
 export async function removeImage(repo: Repo, imgrefIn: string): Promise<RemoveResult> {
-  const imgref = normalizeImgref(imgrefIn);
-  const imageRef = imageRefFor(imgref);
-  const commit = repo.resolveRevIfExists(imageRef);
-  if (!commit) throw new ImageNotInStoreError(`image ${imgref} is not in the store ${repo.path} (no ${imageRef})`);
-  const metaRef = metaRefFor(imgref);
-  const hasMeta = repo.resolveRevIfExists(metaRef) !== null;
+  return (await removeImages(repo, [imgrefIn]))[0]!;
+}
+
+/**
+ * Remove several images at once: every one must be in the store (else an error naming the first
+ * that is not, and nothing is removed), then all their refs go in one transaction.
+ */
+export async function removeImages(repo: Repo, imgrefs: string[]): Promise<RemoveResult[]> {
+  const out: RemoveResult[] = [];
+  for (const imgrefIn of imgrefs) {
+    const imgref = normalizeImgref(imgrefIn);
+    const imageRef = imageRefFor(imgref);
+    const commit = repo.resolveRevIfExists(imageRef);
+    if (!commit) throw new ImageNotInStoreError(`image ${imgref} is not in the store ${repo.path} (no ${imageRef}); nothing was removed`);
+    const metaRef = metaRefFor(imgref);
+    if (out.some((r) => r.imageRef === imageRef)) continue; // named twice
+    out.push({ imgref, imageRef, commit, metaRef: repo.resolveRevIfExists(metaRef) !== null ? metaRef : null });
+  }
   await repo.transaction(async () => {
-    repo.setRef(imageRef, null);
-    if (hasMeta) repo.setRef(metaRef, null);
+    for (const r of out) {
+      repo.setRef(r.imageRef, null);
+      if (r.metaRef) repo.setRef(r.metaRef, null);
+    }
   });
-  return { imgref, imageRef, commit, metaRef: hasMeta ? metaRef : null };
+  return out;
 }
 
 export interface PruneResult {

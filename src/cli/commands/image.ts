@@ -16,7 +16,7 @@ import {
   listImages,
   pruneImages,
   pullImage,
-  removeImage,
+  removeImages,
   type PullOptions,
   type PullResult,
 } from '../../store/index.js';
@@ -155,8 +155,7 @@ export function register(program: Command): void {
     .action(async (imgrefs: string[], opts: { repo: string; json?: boolean }) => {
       const repo = Repo.open(opts.repo);
       try {
-        const out = [];
-        for (const i of imgrefs) out.push(await removeImage(repo, i));
+        const out = await removeImages(repo, imgrefs);
         if (opts.json) printJson(out);
         else for (const r of out) process.stdout.write(`removed ${r.imgref} (${r.imageRef} was ${r.commit})\n`);
       } finally {

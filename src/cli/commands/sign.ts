@@ -1,5 +1,5 @@
 /** `ostree-oci keygen` and `ostree-oci sign`. */
-import { writeFileSync, existsSync, renameSync } from 'node:fs';
+import { existsSync, lstatSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
 import { Repo } from '../../ostree/repo.js';
@@ -19,12 +19,29 @@ export function register(program: Command): void {
       if (!opts.force && (existsSync(opts.out) || existsSync(pubPath))) {
         throw new UsageError(`${existsSync(opts.out) ? opts.out : pubPath} exists; use --force to overwrite`);
       }
+      // --force replaces files, nothing else: a directory (or device…) in the way is refused
+      // before anything is written.
+      for (const p of [opts.out, pubPath]) {
+        const st = lstatSync(p, { throwIfNoEntry: false });
+        if (st && !st.isFile()) throw new UsageError(`${p} exists and is not a regular file`);
+      }
       const k = generateKeyPair();
-      // Write both through temporary names so a failure never leaves half a key pair.
-      writeFileSync(`${opts.out}.tmp`, `${k.secret}\n`, { mode: 0o600 });
-      writeFileSync(`${pubPath}.tmp`, `${k.public}\n`, { mode: 0o644 });
-      renameSync(`${pubPath}.tmp`, pubPath);
-      renameSync(`${opts.out}.tmp`, opts.out);
+      // Write both through temporary names so a failure never leaves half a key pair; temporaries
+      // are removed whatever fails.
+      const tmpSecret = `${opts.out}.${process.pid}.tmp`;
+      const tmpPublic = `${pubPath}.${process.pid}.tmp`;
+      const created: string[] = [];
+      try {
+        writeFileSync(tmpSecret, `${k.secret}\n`, { mode: 0o600, flag: 'wx' });
+        created.push(tmpSecret);
+        writeFileSync(tmpPublic, `${k.public}\n`, { mode: 0o644, flag: 'wx' });
+        created.push(tmpPublic);
+        renameSync(tmpSecret, opts.out);
+        renameSync(tmpPublic, pubPath);
+      } catch (e) {
+        for (const t of created) rmSync(t, { force: true });
+        throw e;
+      }
       if (opts.json) printJson({ secretKeyFile: opts.out, publicKeyFile: pubPath, publicKey: k.public });
       else process.stdout.write(`secret key: ${opts.out}\npublic key: ${pubPath} (${k.public})\n`);
     });
