@@ -175,6 +175,15 @@ t.test('migrate a generated commit: fsck clean, verified objects, composefs-info
   t.equal(bad.status, 1);
   t.match(bad.stderr, /composefs-digest: Wrong fsverity digest/);
   t.notOk(existsSync(join(d, 'cfs-wrong')));
+
+  // --to a directory that holds something else (a mistyped path): refused, left as it was.
+  const busy = join(d, 'busy');
+  mkdirSync(busy);
+  writeFileSync(join(busy, 'notes.txt'), 'mine\n');
+  const intoBusy = cli(['migrate', '--repo', repo, 'main', '--to', busy]);
+  t.equal(intoBusy.status, 1);
+  t.match(intoBusy.stderr, /is not empty and is not a composefs repository/);
+  t.same(readdirSync(busy), ['notes.txt'], 'nothing added to it');
 });
 
 t.test('two related commits: the second migration writes only the changed objects', async (t) => {

@@ -138,6 +138,16 @@ t.test('roundtrip through oci-archive keeps signatures and composefs digest', as
   const bad = cli(['roundtrip', '--repo', repo, 'main', '--pubkeys', join(d, 'other.pub')]);
   t.equal(bad.status, 1);
   t.match(bad.stdout, /verify\s+FAILED\s+.*ed25519-signature/);
+  // Nothing to verify the signatures with, or a GnuPG home that does not exist: usage errors, not
+  // a roundtrip that ends "verify absent" or checks nothing.
+  const noKeys = cli(['roundtrip', '--repo', repo, 'main']);
+  t.equal(noKeys.status, 2);
+  t.match(noKeys.stderr, /needs --pubkeys FILE or --gpg-homedir DIR/);
+  for (const args of [['roundtrip', '--repo', repo, 'main'], ['verify', '--repo', repo, 'main'], ['sign', '--repo', repo, 'main', '--gpg-key', 'x']]) {
+    const r = cli([...args, '--gpg-homedir', join(d, 'no-such-gnupg')]);
+    t.equal(r.status, 2, `${args[0]} --gpg-homedir MISSING: usage error`);
+    t.match(r.stderr, /--gpg-homedir .*no-such-gnupg: no such directory/, `${args[0]}: names it`);
+  }
 });
 
 t.test('encapsulate → docker-registry on 127.0.0.1 → unencapsulate: verify --composefs passes', async (t) => {

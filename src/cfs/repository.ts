@@ -135,6 +135,10 @@ export class CfsRepo {
       if (await lstat(join(p, 'objects')).catch(() => null)) {
         throw new CfsRepoError(`${path} has objects/ but no ${META_JSON} (an old-format repository); not touching it`);
       }
+      // Any other non-empty directory is not ours to turn into a repository (a mistyped --to).
+      if (st && (await readdir(p)).length > 0) {
+        throw new CfsRepoError(`${path} is not empty and is not a composefs repository (no ${META_JSON}); not touching it`);
+      }
       const tmp = join(p, `.${META_JSON}.tmp-${process.pid}`);
       const fh = await open(tmp, 'w', 0o644);
       try {

@@ -1,5 +1,6 @@
 /** Shared CLI rendering helpers: errors, JSON, progress on a TTY. */
-import { OstreeOciError } from '../errors.js';
+import { statSync } from 'node:fs';
+import { OstreeOciError, UsageError } from '../errors.js';
 
 export function renderError(err: unknown, verbose: boolean): number {
   if (err instanceof OstreeOciError) {
@@ -34,4 +35,11 @@ export function progress(label: string): (msg: string) => void {
 
 export function endProgress(): void {
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+}
+
+/** A directory named by an option must exist (a missing GnuPG home silently verified nothing). */
+export function checkDirectoryOption(path: string, flag: string): void {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st) throw new UsageError(`${flag} ${path}: no such directory`);
+  if (!st.isDirectory()) throw new UsageError(`${flag} ${path}: not a directory`);
 }

@@ -4,7 +4,7 @@ import { Repo } from '../../ostree/repo.js';
 import { readPublicKeysFile } from '../../sign/ed25519.js';
 import { roundtrip, type RoundtripStep } from '../../verify/roundtrip.js';
 import { UsageError } from '../../errors.js';
-import { printJson } from '../output.js';
+import { checkDirectoryOption, printJson } from '../output.js';
 
 interface Opts {
   repo: string;
@@ -34,6 +34,10 @@ export function register(program: Command): void {
       if (opts.compression && opts.compression !== 'gzip' && opts.compression !== 'zstd') {
         throw new UsageError(`--compression must be gzip or zstd, not ${opts.compression}`);
       }
+      // The proof is that the signatures still verify: without keys to check them with, the
+      // roundtrip could only end "verify absent".
+      if (!opts.pubkeys && !opts.gpgHomedir) throw new UsageError('roundtrip needs --pubkeys FILE or --gpg-homedir DIR: the keys its signatures are verified with');
+      if (opts.gpgHomedir) checkDirectoryOption(opts.gpgHomedir, '--gpg-homedir');
       const pubkeys = opts.pubkeys ? readPublicKeysFile(opts.pubkeys) : undefined;
       const repo = Repo.open(opts.repo);
       const live = !opts.json && process.stdout.isTTY;

@@ -5,7 +5,7 @@ import { UsageError } from '../../errors.js';
 import { Repo } from '../../ostree/repo.js';
 import { generateKeyPair, readSecretKeyFile } from '../../sign/ed25519.js';
 import { signCommitEd25519, signCommitGpg } from '../../sign/commit-signatures.js';
-import { printJson } from '../output.js';
+import { checkDirectoryOption, printJson } from '../output.js';
 
 export function register(program: Command): void {
   program
@@ -57,6 +57,7 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action((rev: string, opts: { repo: string; keyfile?: string; gpgKey?: string; gpgHomedir?: string; json?: boolean }) => {
       if (Boolean(opts.keyfile) === Boolean(opts.gpgKey)) throw new UsageError('sign needs exactly one of --keyfile or --gpg-key');
+      if (opts.gpgHomedir) checkDirectoryOption(opts.gpgHomedir, '--gpg-homedir');
       const key = opts.keyfile ? readSecretKeyFile(opts.keyfile) : null;
       const repo = Repo.open(opts.repo);
       try {

@@ -10,7 +10,7 @@ import { readPublicKeysFile } from '../../sign/ed25519.js';
 import { verifyCommit } from '../../verify/commit.js';
 import { commitComposefsDigest } from '../../composefs/from-commit.js';
 import { formatReport, VERIFY_EXIT, type VerifyReport } from '../../verify/report.js';
-import { printJson } from '../output.js';
+import { checkDirectoryOption, printJson } from '../output.js';
 
 interface VerifyOpts {
   repo?: string;
@@ -42,6 +42,7 @@ export function register(program: Command): void {
         process.exitCode = VERIFY_EXIT[r.outcome];
         return;
       }
+      if (opts.gpgHomedir) checkDirectoryOption(opts.gpgHomedir, '--gpg-homedir');
       const pubkeys = opts.pubkeys ? readPublicKeysFile(opts.pubkeys) : undefined;
       const repo = Repo.open(opts.repo);
       let report: VerifyReport;
