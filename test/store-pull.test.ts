@@ -274,3 +274,28 @@ t.test('layer data is streamed: memory does not grow with the layer size', async
   t.ok(large - small < 56 * 1048576, `max RSS ${(small / 1048576).toFixed(0)} MiB (1 MiB file) vs ${(large / 1048576).toFixed(0)} MiB (64 MiB file)`);
   t.equal(prepareRoot(repo, `ostree/container/image/${escapeRef(bigImg)}`).status, 0);
 });
+
+t.test('an image ref whose name does not unescape does not break list, pull or prune', async (t) => {
+  const repo = newRepo(join(root, 'odd-ref'));
+  const first = runJson<Pull>('image', 'pull', '--repo', repo, imgref);
+  // Made by hand (or another tool): not an escaped image reference.
+  execFileSync('ostree', ['refs', `--repo=${repo}`, '--create=ostree/container/image/bad_ZZ_x', first.commit]);
+  const list = cli(['image', 'list', '--repo', repo, '--json']);
+  t.equal(list.status, 0, `image list: ${list.stderr}`);
+  const entries = JSON.parse(list.stdout) as Array<{ imgref: string; imageRef: string; error?: string }>;
+  t.same(entries.map((e) => e.imageRef).sort(), [imageRef, 'ostree/container/image/bad_ZZ_x'].sort(), 'both images listed');
+  t.match(entries.find((e) => e.imageRef.endsWith('bad_ZZ_x'))?.error, /ref ostree\/container\/image\/bad_ZZ_x: .*ostree refs --delete/, 'the odd one names its ref and how to remove it');
+  t.notOk(entries.find((e) => e.imageRef === imageRef)?.error, 'the pulled image is fine');
+  const copy = join(root, 'odd-ref-img');
+  execFileSync('cp', ['-a', imgDir, copy]);
+  const again = cli(['image', 'pull', '--repo', repo, `oci:${copy}`, '--json']);
+  t.equal(again.status, 0, `a later pull still works: ${again.stderr}`);
+  // Without metadata its layers are unknown: prune refuses, and says how to get out of it.
+  const refused = cli(['image', 'prune', '--repo', repo, '--keep-objects']);
+  t.not(refused.status, 0, 'prune refuses while an image\'s metadata is unreadable');
+  t.match(refused.stderr, /ostree refs --delete ostree\/container\/image\/bad_ZZ_x/, 'and names the way out');
+  execFileSync('ostree', ['refs', `--repo=${repo}`, '--delete', 'ostree/container/image/bad_ZZ_x']);
+  const p = cli(['image', 'prune', '--repo', repo, '--keep-objects', '--json']);
+  t.equal(p.status, 0, `prune: ${p.stderr}`);
+  t.equal(prepareRoot(repo, imageRef).status, 0, 'the pulled image is intact');
+});

@@ -365,10 +365,19 @@ function normalizeImgref(s: string): string {
 }
 
 /** Every image ref in the store: (imgref, image ref). */
-export function listImageRefs(repo: Repo): Array<{ imgref: string; imageRef: string }> {
-  const out: Array<{ imgref: string; imageRef: string }> = [];
+/**
+ * Every image ref of the store. A ref whose name does not unescape (written by another tool, or
+ * by hand) is still listed, named by its raw suffix with `nameError` set: one such ref used to
+ * make list, pull and prune fail as a whole.
+ */
+export function listImageRefs(repo: Repo): Array<{ imgref: string; imageRef: string; nameError?: string }> {
+  const out: Array<{ imgref: string; imageRef: string; nameError?: string }> = [];
   for (const ref of [...repo.listRefs(IMAGE_REF_PREFIX).keys()].sort()) {
-    out.push({ imgref: unprefixUnescapeRef(IMAGE_REF_PREFIX, ref), imageRef: ref });
+    try {
+      out.push({ imgref: unprefixUnescapeRef(IMAGE_REF_PREFIX, ref), imageRef: ref });
+    } catch (e) {
+      out.push({ imgref: ref.slice(IMAGE_REF_PREFIX.length).replace(/^\//, ''), imageRef: ref, nameError: (e as Error).message });
+    }
   }
   return out;
 }
@@ -388,9 +397,10 @@ export interface ImageSummary {
 }
 
 export function listImages(repo: Repo): ImageSummary[] {
-  return listImageRefs(repo).map(({ imgref, imageRef }) => {
+  return listImageRefs(repo).map(({ imgref, imageRef, nameError }) => {
     const commit = repo.resolveRev(imageRef);
     try {
+      if (nameError) throw new StoreError(`ref ${imageRef}: ${nameError} (remove it with ostree refs --delete)`);
       const s = readImageStateByRef(repo, imageRef, imgref)!;
       const base = s.baseCommit;
       return {
@@ -841,7 +851,7 @@ export async function pruneImages(repo: Repo, opts: { keepObjects?: boolean } = 
     try {
       s = readImageStateByRef(repo, imageRef, imgref);
     } catch (e) {
-      throw new StoreError(`refusing to prune: ${(e as Error).message}`);
+      throw new StoreError(`refusing to prune (its layers might still be needed): ${(e as Error).message}; remove that image (image remove, or ostree refs --delete ${imageRef}) first`);
     }
     for (const d of s?.manifest.layers ?? []) used.add(d.digest);
   }
