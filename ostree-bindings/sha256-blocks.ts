@@ -21,6 +21,8 @@ import { fileURLToPath } from 'node:url';
 export type HashBlocks = ((src: Uint8Array, n: number, out: Uint8Array, outOffset: number) => void) & {
   /** SIMD lanes of the native kernel in use; 0 when blocks are hashed with Node's crypto. */
   readonly lanes: number;
+  /** The kernel's sha256_multi (see sha256Messages), null without the kernel. */
+  readonly multi: ((base: Uint8Array, off: BigUint64Array, len: BigUint64Array, n: number, out: Uint8Array) => number) | null;
 };
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -43,6 +45,7 @@ const HASH_BLOCKS_SOURCE = `(function makeHashBlocks(require, libraryPath, koffi
     ? (d, out, o) => { Buffer.from(out.buffer, out.byteOffset, out.byteLength).latin1Write(crypto.hash('sha256', d, 'latin1'), o, 32); }
     : (d, out, o) => { out.set(crypto.createHash('sha256').update(d).digest(), o); };
   let many = null;
+  let multi = null;
   let lanes = 0;
   if (libraryPath !== null && process.env.OSTREE_OCI_NATIVE_SHA256 !== '0') {
     try {
@@ -51,9 +54,11 @@ const HASH_BLOCKS_SOURCE = `(function makeHashBlocks(require, libraryPath, koffi
       if (level > 0) {
         lanes = level === 2 ? 16 : 8;
         many = lib.func('int sha256_4k_many(const void *src, size_t n, void *out)');
+        multi = lib.func('int sha256_multi(const void *base, const void *off, const void *len, size_t n, void *out)');
       }
     } catch (e) {
       many = null;
+      multi = null;
       lanes = 0;
     }
   }
@@ -68,6 +73,7 @@ const HASH_BLOCKS_SOURCE = `(function makeHashBlocks(require, libraryPath, koffi
     for (; i < n; i++) hashOne(src.subarray(i * 4096, i * 4096 + 4096), out, o + i * 32);
   }
   Object.defineProperty(hashBlocks, 'lanes', { value: lanes });
+  Object.defineProperty(hashBlocks, 'multi', { value: multi });
   return hashBlocks;
 })`;
 
@@ -97,24 +103,6 @@ function instantiate(): HashBlocks {
   return make(require, libraryPath, koffiPath);
 }
 
-/** sha256_multi of the native kernel, loaded once on the calling thread (null: not available). */
-let multi: ((base: Uint8Array, off: BigUint64Array, len: BigUint64Array, n: number, out: Uint8Array) => number) | null | undefined;
-
-function loadMulti(): typeof multi {
-  if (multi !== undefined) return multi;
-  multi = null;
-  mainThread ??= instantiate();
-  if (libraryPath === null || mainThread.lanes === 0) return multi;
-  try {
-    const koffi = require(koffiPath) as { load(p: string): { func(sig: string): (...a: unknown[]) => number } };
-    const f = koffi.load(libraryPath).func('int sha256_multi(const void *base, const void *off, const void *len, size_t n, void *out)');
-    multi = (base, off, len, n, out) => f(base, off, len, n, out);
-  } catch {
-    multi = null;
-  }
-  return multi;
-}
-
 /**
  * SHA-256 of many messages at once: message i is `base[offsets[i] … offsets[i] + lengths[i])`,
  * its digest goes to the result at 32 i. The native kernel hashes one message per SIMD lane and
@@ -129,8 +117,8 @@ export function sha256Messages(base: Uint8Array, offsets: readonly number[], len
     if (offsets[i]! < 0 || lengths[i]! < 0 || offsets[i]! + lengths[i]! > base.length) throw new RangeError(`sha256Messages: message ${i} is outside the buffer`);
   }
   const out = Buffer.allocUnsafe(n * 32);
-  const f = loadMulti();
   mainThread ??= instantiate();
+  const f = mainThread.multi;
   if (f && n >= mainThread.lanes) {
     const order = [...offsets.keys()].sort((a, b) => lengths[b]! - lengths[a]!);
     const off = new BigUint64Array(n);

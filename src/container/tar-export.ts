@@ -28,9 +28,8 @@
 import { createReadStream, lstatSync, readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { ObjectType } from '../../ostree-bindings/index.js';
-import { sha256Messages } from '../../ostree-bindings/sha256-blocks.js';
 import { ObjectChecksumError, OstreeOciError } from '../errors.js';
-import { ContentHasher, contentPrefix } from '../ostree/checksum.js';
+import { ContentBatch, ContentHasher, contentPrefix, SMALL_CONTENT } from '../ostree/checksum.js';
 import { loadVerifiedMetadata } from '../ostree/verify-objects.js';
 import { UnrepresentableCommitError } from './errors.js';
 import {
@@ -78,13 +77,7 @@ interface ContentObject {
   data: Buffer | Readable | null;
 }
 
-/** Files up to this size are read synchronously into memory; bigger ones are streamed. */
-const SMALL_FILE = 1 << 20;
-/**
- * Bytes of small objects re-hashed per batch: at least 16 lanes × SMALL_FILE, so that no object
- * is longer than a lane's share and the lanes finish together.
- */
-const VERIFY_BATCH = 16 << 20;
+
 
 /**
  * Open a content object (header, xattrs bytes, payload). Loose payloads (bare modes) are read with
@@ -100,7 +93,7 @@ export function loadContentObject(repo: Repo, checksum: string): ContentObject {
     const xattrsBytes = serializeXattrs(header.xattrs);
     if ((header.mode & S_IFMT) !== S_IFREG) return { header, xattrsBytes, size: 0, data: null };
     // Plain file I/O rather than a GInputStream read 64 KiB per FFI call.
-    if (size > SMALL_FILE) return { header, xattrsBytes, size, data: createReadStream(path) };
+    if (size > SMALL_CONTENT) return { header, xattrsBytes, size, data: createReadStream(path) };
     const buf = size ? readFileSync(path) : Buffer.alloc(0);
     if (buf.length !== size) throw new OstreeOciError(`file object ${checksum}: read ${buf.length} bytes, expected ${size}`);
     return { header, xattrsBytes, size, data: buf };
@@ -112,7 +105,7 @@ export function loadContentObject(repo: Repo, checksum: string): ContentObject {
     return { header, xattrsBytes: xattrs, size: 0, data: null };
   }
   if (!stream) throw new OstreeOciError(`file object ${checksum}: regular file without content stream`);
-  if (info.size > SMALL_FILE) return { header, xattrsBytes: xattrs, size: info.size, data: stream.toReadable() };
+  if (info.size > SMALL_CONTENT) return { header, xattrsBytes: xattrs, size: info.size, data: stream.toReadable() };
   try {
     const buf = Buffer.allocUnsafe(info.size);
     const n = info.size ? stream.read(buf) : 0;
@@ -381,39 +374,24 @@ export class OstreeTarWriter {
   }
 
   /**
-   * Small content objects (payload in memory) are re-hashed in batches: their canonical bytes are
-   * staged here and hashed many at once (sha256Messages: one SIMD lane per object). A corrupt
+   * Small content objects (payload in memory) are re-hashed in batches (ContentBatch). A corrupt
    * object therefore fails the layer a few objects after its entry was written, and at the latest
    * when `writeCommit` or `writeChunk` returns (both end with `verifyPending`).
    */
-  private staged = { buf: Buffer.alloc(0), used: 0, items: [] as Array<{ checksum: string; path: string; at: number; length: number }> };
+  private readonly staged = new ContentBatch<string>();
 
   private stageForVerify(checksum: string, path: string, prefix: Buffer, data: Buffer): void {
-    const length = prefix.length + data.length;
-    if (this.staged.used + length > this.staged.buf.length) {
-      this.verifyPending();
-      if (length > this.staged.buf.length) this.staged.buf = Buffer.allocUnsafe(Math.max(VERIFY_BATCH, length));
-    }
-    const at = this.staged.used;
-    prefix.copy(this.staged.buf, at);
-    data.copy(this.staged.buf, at + prefix.length);
-    this.staged.used += length;
-    this.staged.items.push({ checksum, path, at, length });
+    if (!this.staged.fits(prefix.length + data.length)) this.verifyPending();
+    this.staged.add(checksum, prefix, data, path);
   }
 
   /** Re-hash every staged object; the first whose bytes do not match its checksum is an error. */
   verifyPending(): void {
-    const { buf, items } = this.staged;
-    if (items.length === 0) return;
-    this.staged.items = [];
-    this.staged.used = 0;
-    const digests = sha256Messages(buf, items.map((x) => x.at), items.map((x) => x.length));
-    items.forEach((x, i) => {
-      const actual = digests.toString('hex', i * 32, i * 32 + 32);
-      if (actual !== x.checksum) {
-        throw new ObjectChecksumError('file', x.checksum, actual, `${x.path} in repository ${this.repo.path} (ostree-oci fsck lists every corrupt object)`);
+    for (const x of this.staged.take()) {
+      if (x.actual !== x.expected) {
+        throw new ObjectChecksumError('file', x.expected, x.actual, `${x.tag} in repository ${this.repo.path} (ostree-oci fsck lists every corrupt object)`);
       }
-    });
+    }
   }
 
   /** Objects in checksum order, each followed by its checkout paths. */
@@ -433,9 +411,7 @@ export class OstreeTarWriter {
 function run(repo: Repo, commit: LoadedCommit, fn: (w: OstreeTarWriter, b: TarBuilder) => Promise<void>): TarOutput {
   return TarOutput.run(async (out) => {
     const b = new TarBuilder(out);
-    const w = new OstreeTarWriter(repo, commit, b);
-    await fn(w, b);
-    w.verifyPending();
+    await fn(new OstreeTarWriter(repo, commit, b), b);
     await b.finish();
   });
 }

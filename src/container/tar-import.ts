@@ -43,8 +43,7 @@ import {
   type FileHeader,
   type OstreeXattr,
 } from '../gvariant/ostree-types.js';
-import { sha256Messages } from '../../ostree-bindings/sha256-blocks.js';
-import { ContentHasher, contentPrefix, sha256Hex } from '../ostree/checksum.js';
+import { ContentBatch, ContentHasher, contentPrefix, sha256Hex, SMALL_CONTENT } from '../ostree/checksum.js';
 import type { Repo } from '../ostree/repo.js';
 import { CommitVerificationError, ContainerFormatError, MissingObjectError } from './errors.js';
 import { normalizeEntryPath, parseRepoPath, REPO_PREFIX } from './paths.js';
@@ -52,10 +51,6 @@ import { TarReader, type TarEntry } from './tar-reader.js';
 
 /** ostree's OSTREE_MAX_METADATA_SIZE in 2022.7 (the default of `limits.maxMetadataSize`). */
 export const MAX_METADATA_SIZE = DEFAULT_LIMITS.maxMetadataSize;
-/** Content up to this size is read into memory before the write; bigger objects stream. */
-const SMALL_CONTENT = 1 << 20;
-/** Bytes of small objects verified per batch: 16 lanes × SMALL_CONTENT, so lanes finish together. */
-const STAGE_BYTES = 16 << 20;
 /**
  * libostree writes (metadata and small content objects) in flight at once, each from memory on a
  * libuv threadpool thread (koffi async); 3–4 wrote the minbase's objects faster than 2 here.
@@ -347,8 +342,7 @@ export class CommitImporter {
       await this.writeStaged();
       await this.drainWrites();
     } catch (e) {
-      this.staged.items = [];
-      this.staged.used = 0;
+      this.staged.clear();
       // Never leave a libostree write running: the caller aborts the transaction next.
       await this.drainWrites().catch(() => {});
       await r.close().catch(() => {});
@@ -585,39 +579,24 @@ export class CommitImporter {
   }
 
   /**
-   * Small content objects waiting to be verified: their object streams (header prefix + payload)
-   * side by side in one buffer, hashed many at once with sha256Messages (one SIMD lane per object)
-   * when the buffer is full and at the end of each layer; only then are their writes queued.
+   * Small content objects waiting to be verified (ContentBatch), when the batch is full and at the
+   * end of each layer; only then are their writes queued.
    */
-  private readonly staged = { buf: Buffer.alloc(0), used: 0, items: [] as Array<{ csum: string; at: string; off: number; len: number }> };
+  private readonly staged = new ContentBatch<string>();
 
   private async stageContent(csum: string, prefix: Buffer, payload: Buffer, at: string): Promise<void> {
-    const len = prefix.length + payload.length;
-    if (this.staged.used + len > this.staged.buf.length) {
-      await this.writeStaged();
-      if (this.staged.buf.length < STAGE_BYTES) this.staged.buf = Buffer.allocUnsafe(STAGE_BYTES);
-    }
-    const off = this.staged.used;
-    prefix.copy(this.staged.buf, off);
-    payload.copy(this.staged.buf, off + prefix.length);
-    this.staged.used += len;
-    this.staged.items.push({ csum, at, off, len });
+    if (!this.staged.fits(prefix.length + payload.length)) await this.writeStaged();
+    this.staged.add(csum, prefix, payload, at);
   }
 
-  /** Verify every staged object, then queue their writes (each copies its bytes when it starts). */
+  /**
+   * Verify every staged object, then queue their writes. Each write copies its bytes when it
+   * starts, and all have started when this returns: the batch's buffer may then be reused.
+   */
   private async writeStaged(): Promise<void> {
-    const { buf, items } = this.staged;
-    if (items.length === 0) return;
-    this.staged.items = [];
-    const digests = sha256Messages(buf, items.map((x) => x.off), items.map((x) => x.len));
-    items.forEach((x, i) => {
-      const actual = digests.toString('hex', i * 32, i * 32 + 32);
-      if (actual !== x.csum) throw new ObjectChecksumError('file', x.csum, actual, x.at);
-    });
-    for (const x of items) {
-      await this.queueWrite('file', x.csum, () => this.repo.native.writeContentInBackground(x.csum, buf.subarray(x.off, x.off + x.len)), x.at);
-    }
-    this.staged.used = 0;
+    const checked = this.staged.take();
+    for (const x of checked) if (x.actual !== x.expected) throw new ObjectChecksumError('file', x.expected, x.actual, x.tag);
+    for (const x of checked) await this.queueWrite('file', x.expected, () => this.repo.native.writeContentInBackground(x.expected, x.bytes), x.tag);
   }
 
   /** Start a verifying libostree write (`start`) of an object; at most a few run at once. */

@@ -185,10 +185,15 @@ export class Repo {
   }
   private objectsPrefixCache?: string;
 
+  /** `<repo>/objects/xx/rest.<ext>`: where a loose object of that type lives. */
+  private looseObjectPath(checksum: string, ext: string): string {
+    return `${this.objectsPrefix}${checksum.slice(0, 2)}/${checksum.slice(2)}.${ext}`;
+  }
+
   /** The loose file holding a regular file's payload (see `loosePayloads`), or null. */
   loosePayloadPath(checksum: string): string | null {
     checksumArg(checksum);
-    return this.loosePayloads ? `${this.objectsPrefix}${checksum.slice(0, 2)}/${checksum.slice(2)}.file` : null;
+    return this.loosePayloads ? this.looseObjectPath(checksum, 'file') : null;
   }
 
   /** Resolve a ref, checksum or unique prefix to a commit checksum. */
@@ -227,7 +232,7 @@ export class Repo {
     const ext = LOOSE_METADATA_EXT[type];
     if (ext) {
       try {
-        return readFileSync(`${this.objectsPrefix}${checksum.slice(0, 2)}/${checksum.slice(2)}.${ext}`);
+        return readFileSync(this.looseObjectPath(checksum, ext));
       } catch {
         // libostree decides below
       }

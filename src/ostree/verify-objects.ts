@@ -7,14 +7,10 @@ import { OBJECT_TYPE_NAMES } from '../../ostree-bindings/index.js';
 import { ObjectChecksumError, OstreeOciError } from '../errors.js';
 import { parseCommit, parseDirMeta, parseDirTree } from '../gvariant/ostree-types.js';
 import { lstatSync, readFileSync } from 'node:fs';
-import { sha256Messages } from '../../ostree-bindings/sha256-blocks.js';
-import { contentPrefix, sha256Hex } from './checksum.js';
+import { ContentBatch, contentPrefix, sha256Hex, SMALL_CONTENT } from './checksum.js';
 import { ObjectType, type Repo } from './repo.js';
 
-/** Content objects up to this size are hashed in batches of BATCH_BYTES (see verifyCommitObjects). */
-const SMALL_OBJECT = 1 << 20;
-/** At least 16 lanes × SMALL_OBJECT, so that no object is longer than a lane's share. */
-const BATCH_BYTES = 16 << 20;
+const EMPTY = Buffer.alloc(0);
 
 /**
  * A metadata object's bytes, re-hashed: an object that does not hash to its name is an error
@@ -56,41 +52,31 @@ export async function verifyCommitObjects(
   const objects = repo.reachableObjects(commit);
   const result: VerifyObjectsResult = { commit, objects: objects.length, files: 0, bytes: 0, problems: [] };
   let done = 0;
-  // Small loose content objects (bare modes) are read with plain file I/O and hashed in batches,
-  // many at once (sha256Messages); the others stream through libostree one by one.
-  const staged = { buf: Buffer.allocUnsafe(0), used: 0, items: [] as Array<{ checksum: string; at: number; length: number }> };
+  // Small loose content objects (bare modes) are read with plain file I/O and checksummed in
+  // batches (ContentBatch); the others stream through libostree one by one.
+  const batch = new ContentBatch<null>();
   const flush = (): void => {
-    if (staged.items.length === 0) return;
-    const digests = sha256Messages(staged.buf, staged.items.map((x) => x.at), staged.items.map((x) => x.length));
-    staged.items.forEach((x, i) => {
-      const actual = digests.toString('hex', i * 32, i * 32 + 32);
-      if (actual !== x.checksum) result.problems.push({ type: 'file', checksum: x.checksum, problem: `content hashes to ${actual}` });
-    });
-    done += staged.items.length;
-    onProgress?.(done, objects.length);
-    staged.items = [];
-    staged.used = 0;
+    const checked = batch.take();
+    for (const x of checked) {
+      if (x.actual !== x.expected) result.problems.push({ type: 'file', checksum: x.expected, problem: `content hashes to ${x.actual}` });
+    }
+    done += checked.length;
+    if (checked.length) onProgress?.(done, objects.length);
   };
   const stageSmallFile = (checksum: string): boolean => {
     const path = repo.loosePayloadPath(checksum);
     // Not a loose file here (a parent repository's object, or staged): libostree's stream.
     if (!path || !lstatSync(path, { throwIfNoEntry: false })) return false;
     const { header, size } = repo.readFileHeader(checksum);
-    if (size > SMALL_OBJECT) return false;
-    const prefix = contentPrefix(header);
-    const length = prefix.length + size;
-    if (staged.used + length > staged.buf.length) {
-      flush();
-      if (staged.buf.length < BATCH_BYTES) staged.buf = Buffer.allocUnsafe(BATCH_BYTES);
-    }
-    prefix.copy(staged.buf, staged.used);
+    if (size > SMALL_CONTENT) return false;
+    let data = EMPTY;
     if ((header.mode & 0o170000) === 0o100000 && size > 0) {
-      const data = readFileSync(path);
+      data = readFileSync(path);
       if (data.length !== size) throw new OstreeOciError(`file object ${checksum}: read ${data.length} bytes, expected ${size}`);
-      data.copy(staged.buf, staged.used + prefix.length);
     }
-    staged.items.push({ checksum, at: staged.used, length });
-    staged.used += length;
+    const prefix = contentPrefix(header);
+    if (!batch.fits(prefix.length + data.length)) flush();
+    batch.add(checksum, prefix, data, null);
     return true;
   };
   for (const o of objects) {

@@ -1,5 +1,5 @@
 /** `ostree-oci keygen` and `ostree-oci sign`. */
-import { existsSync, lstatSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
 import { Repo } from '../../ostree/repo.js';
@@ -16,14 +16,13 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action((opts: { out: string; force?: boolean; json?: boolean }) => {
       const pubPath = `${opts.out}.pub`;
-      if (!opts.force && (existsSync(opts.out) || existsSync(pubPath))) {
-        throw new UsageError(`${existsSync(opts.out) ? opts.out : pubPath} exists; use --force to overwrite`);
-      }
       // --force replaces files, nothing else: a directory (or device…) in the way is refused
       // before anything is written.
       for (const p of [opts.out, pubPath]) {
         const st = lstatSync(p, { throwIfNoEntry: false });
-        if (st && !st.isFile()) throw new UsageError(`${p} exists and is not a regular file`);
+        if (!st) continue;
+        if (!opts.force) throw new UsageError(`${p} exists; use --force to overwrite`);
+        if (!st.isFile()) throw new UsageError(`${p} exists and is not a regular file`);
       }
       const k = generateKeyPair();
       // Write both through temporary names so a failure never leaves half a key pair; temporaries
