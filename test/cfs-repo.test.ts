@@ -356,9 +356,13 @@ t.test('fsck finds corrupted and missing objects, dangling refs, bad streams; gc
   t.notOk(existsSync(objFile(repo, junk.hex)));
   for (const h of [...a.objects, a.image, ...b.objects, b.image, layer.hex, layerObj.hex, manifest.hex, mObj.hex]) t.ok(existsSync(objFile(repo, h)), `kept ${h}`);
 
-  // Remove ref b: its image and objects go, the links to it too.
+  // Remove ref b: its image and objects go, the links to it too; a dry run names them first.
   rmSync(join(repo.path, 'images/refs/b'));
+  const dry2 = await gcRepo(repo, { dryRun: true });
+  t.same(dry2.removedLinks, [`images/${b.image}`], 'dry run names the image link it would remove');
+  t.ok(existsSync(join(repo.path, 'images', b.image)), 'dry run left it');
   const g2 = await gcRepo(repo);
+  t.same(g2.removedLinks, dry2.removedLinks, 'the real run removes what the dry run named');
   t.equal(g2.objectsRemoved, 3);
   t.equal(g2.imagesRemoved, 1);
   t.notOk(existsSync(join(repo.path, 'images', b.image)));

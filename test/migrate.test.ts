@@ -184,6 +184,23 @@ t.test('migrate a generated commit: fsck clean, verified objects, composefs-info
   t.equal(intoBusy.status, 1);
   t.match(intoBusy.stderr, /is not empty and is not a composefs repository/);
   t.same(readdirSync(busy), ['notes.txt'], 'nothing added to it');
+
+  // Image names clashing with existing refs (a/b under the ref a; x above the refs x/…): refused
+  // before any object is written, naming the ref in the way; the refs stay as they were.
+  const named = join(d, 'cfs-names');
+  migrate(['--repo', repo, 'main', '--to', named, '--name', 'a']);
+  migrate(['--repo', repo, 'main', '--to', named, '--name', 'x/y']);
+  const refsBefore = ['a', 'x', 'x/y'].map((n) => [n, existsSync(join(named, 'images/refs', n)) && statSync(join(named, 'images/refs', n)).isDirectory()]);
+  rmSync(join(named, 'objects'), { recursive: true }); // so that any object written would show
+  const under = cli(['migrate', '--repo', repo, 'main', '--to', named, '--name', 'a/b']);
+  t.equal(under.status, 2, 'a name below an existing ref: usage error');
+  t.match(under.stderr, /cannot create images\/refs\/a\/b: images\/refs\/a is a ref \(symlink\)/);
+  const above = cli(['migrate', '--repo', repo, 'main', '--to', named, '--name', 'x']);
+  t.equal(above.status, 2, 'a name above existing refs: usage error');
+  t.match(above.stderr, /cannot create images\/refs\/x: it is a directory holding other refs/);
+  t.equal(existsSync(join(named, 'objects')) ? countObjects(named) : 0, 0, 'no object written by either');
+  t.same(['a', 'x', 'x/y'].map((n) => [n, existsSync(join(named, 'images/refs', n)) && statSync(join(named, 'images/refs', n)).isDirectory()]), refsBefore, 'refs unchanged');
+  t.equal(readlinkSync(join(named, 'images/refs/a')), readlinkSync(join(named, 'images/refs/x/y')).replace(/^\.\.\//, ''), 'a and x/y still point at the image');
 });
 
 t.test('two related commits: the second migration writes only the changed objects', async (t) => {

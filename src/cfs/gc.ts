@@ -30,6 +30,8 @@ export interface GcResult {
   tempFilesRemoved: number;
   /** Removed (or, with dryRun, removable) object paths. */
   removed: string[];
+  /** Removed (or removable) `images/`, `streams/` links and refs, as repository paths. */
+  removedLinks: string[];
 }
 
 export async function gcRepo(repo: CfsRepo, opts: { dryRun?: boolean } = {}): Promise<GcResult> {
@@ -105,6 +107,7 @@ export async function gcRepo(repo: CfsRepo, opts: { dryRun?: boolean } = {}): Pr
       refsRemoved: 0,
       tempFilesRemoved: 0,
       removed: [],
+      removedLinks: [],
     };
     const gone = new Set<string>();
     const objectsDir = join(repo.path, 'objects');
@@ -146,6 +149,7 @@ export async function gcRepo(repo: CfsRepo, opts: { dryRun?: boolean } = {}): Pr
         if (!st.isSymbolicLink()) continue;
         if (await dangling(rel, await entryObject(repo, category, name))) {
           result[counter]++;
+          result.removedLinks.push(rel);
           removedEntries.add(name);
           if (!dryRun) await unlink(join(repo.path, rel));
         }
@@ -154,6 +158,7 @@ export async function gcRepo(repo: CfsRepo, opts: { dryRun?: boolean } = {}): Pr
         const rel = `${category}/refs/${ref.name}`;
         if ((ref.entry && removedEntries.has(ref.entry)) || (await dangling(rel, null))) {
           result.refsRemoved++;
+          result.removedLinks.push(rel);
           if (!dryRun) await unlink(join(repo.path, rel));
         }
       }

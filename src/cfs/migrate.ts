@@ -37,7 +37,7 @@ import { MigrateSourceError, MigrateVerifyError } from './errors.js';
 import { payloadOf, publishImage, storeImage } from './images.js';
 import { ObjectStore, type StoreStats } from './objects.js';
 import { storeOciImage, type OciStoreResult } from './oci.js';
-import { checkRefName, checkTag } from './refs.js';
+import { checkLinkSlot, checkRefName, checkTag, encodeTag, OCI_REF_PREFIX } from './refs.js';
 import { CfsRepo } from './repository.js';
 import { INLINE_CONTENT_MAX } from './tar-split.js';
 import { crashPoint } from '../testhooks.js';
@@ -202,6 +202,9 @@ export async function migrateCommit(repo: Repo, rev: string, cfsPath: string, op
   const cfs = await CfsRepo.init(cfsPath);
   const release = await cfs.lockWriter();
   try {
+    // A name clashing with existing refs is refused before any object is written.
+    await checkLinkSlot(cfs, `images/refs/${opts.name}`);
+    if (opts.oci) await checkLinkSlot(cfs, `streams/refs/${OCI_REF_PREFIX}${encodeTag(opts.oci.tag)}`);
     const store = new ObjectStore(cfs);
 
     // 3. Objects.

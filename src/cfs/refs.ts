@@ -38,8 +38,37 @@ export function checkContentId(id: string): void {
   }
 }
 
+/**
+ * Refuse a link at repo path `name` that cannot be made because of what is already there: a
+ * parent component that is not a directory (a ref of that shorter name, e.g. `images/refs/a`
+ * when `a/b` is asked for), or `name` itself being a directory (refs below it). Refs are a
+ * namespace like git's; a clash is an error naming both paths, not a raw ENOTDIR/EISDIR.
+ */
+export async function checkLinkSlot(repo: CfsRepo, name: string): Promise<void> {
+  const parts = name.split('/');
+  for (let i = 1; i <= parts.length; i++) {
+    const p = parts.slice(0, i).join('/');
+    let st;
+    try {
+      st = await lstat(join(repo.path, p));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // the rest gets created
+      throw e;
+    }
+    const last = i === parts.length;
+    if (!last && !st.isDirectory()) {
+      const what = st.isSymbolicLink() ? 'a ref (symlink)' : 'not a directory';
+      throw new UsageError(`${repo.path}: cannot create ${name}: ${p} is ${what}; remove it or choose another name`, { path: p });
+    }
+    if (last && st.isDirectory()) {
+      throw new UsageError(`${repo.path}: cannot create ${name}: it is a directory holding other refs (${name}/…); choose another name`, { path: name });
+    }
+  }
+}
+
 /** Create or atomically replace the symlink at repo path `name` pointing at repo path `target`. */
 export async function replaceSymlink(repo: CfsRepo, name: string, target: string): Promise<void> {
+  await checkLinkSlot(repo, name);
   const abs = join(repo.path, name);
   await mkdir(posix.dirname(abs), { recursive: true });
   const link = relativeLinkTarget(name, target);

@@ -25,8 +25,7 @@
  * (`collidesWithRepoSkeleton`, e.g. an embedded repository at `/sysroot/ostree/repo`) is refused:
  * importers would read that entry as part of the image's repository.
  */
-import { createReadStream, lstatSync, readFileSync } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { closeSync, lstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { ObjectType } from '../../ostree-bindings/index.js';
 import { ObjectChecksumError, OstreeOciError } from '../errors.js';
 import { ContentBatch, ContentHasher, contentPrefix, SMALL_CONTENT } from '../ostree/checksum.js';
@@ -73,8 +72,8 @@ interface ContentObject {
   /** Serialized `a(ayay)` xattrs as stored (empty buffer when none). */
   xattrsBytes: Buffer;
   size: number;
-  /** Payload: in memory (small files), a stream (large files), or null (symlinks). */
-  data: Buffer | Readable | null;
+  /** Payload: in memory (small files), chunks read on demand (large files), or null (symlinks). */
+  data: Buffer | AsyncIterable<Buffer> | null;
 }
 
 
@@ -93,7 +92,7 @@ export function loadContentObject(repo: Repo, checksum: string): ContentObject {
     const xattrsBytes = serializeXattrs(header.xattrs);
     if ((header.mode & S_IFMT) !== S_IFREG) return { header, xattrsBytes, size: 0, data: null };
     // Plain file I/O rather than a GInputStream read 64 KiB per FFI call.
-    if (size > SMALL_CONTENT) return { header, xattrsBytes, size, data: createReadStream(path) };
+    if (size > SMALL_CONTENT) return { header, xattrsBytes, size, data: readChunks(path) };
     const buf = size ? readFileSync(path) : Buffer.alloc(0);
     if (buf.length !== size) throw new OstreeOciError(`file object ${checksum}: read ${buf.length} bytes, expected ${size}`);
     return { header, xattrsBytes, size, data: buf };
@@ -117,8 +116,30 @@ export function loadContentObject(repo: Repo, checksum: string): ContentObject {
   }
 }
 
+/** Bytes read per chunk of a large payload. */
+const READ_CHUNK = 1 << 20;
+
+/**
+ * A large loose payload, read synchronously chunk by chunk as the tar writer asks for it. The
+ * writer awaits the consumer between chunks anyway; a ReadStream added a thread-pool round trip
+ * (and an idle main thread) for every 64 KiB. The descriptor is closed however the loop ends.
+ */
+async function* readChunks(path: string): AsyncGenerator<Buffer> {
+  const fd = openSync(path, 'r');
+  try {
+    for (;;) {
+      const buf = Buffer.allocUnsafe(READ_CHUNK);
+      const n = readSync(fd, buf, 0, READ_CHUNK, null);
+      if (n === 0) return;
+      yield n === READ_CHUNK ? buf : buf.subarray(0, n);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** `src`, feeding `hasher` on the way (destroyed with the consumer's loop, by for-await). */
-async function* hashed(src: Readable, hasher: ContentHasher): AsyncGenerator<Buffer> {
+async function* hashed(src: AsyncIterable<Buffer>, hasher: ContentHasher): AsyncGenerator<Buffer> {
   for await (const chunk of src) {
     hasher.update(chunk as Buffer);
     yield chunk as Buffer;
