@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Repo } from '../src/ostree/repo.js';
 import { encapsulate } from '../src/container/encapsulate.js';
 import { unencapsulate } from '../src/container/unencapsulate.js';
-import { chunkBySubtrees, collectContent, jumpHash, parseContentMeta } from '../src/container/chunking.js';
+import { chunkByContentMeta, chunkBySubtrees, collectContent, jumpHash, MAX_CHUNKS, parseContentMeta } from '../src/container/chunking.js';
 import { ostreeCommit, ostreeInit } from '../scripts/lib/sample-tree.js';
 import { makeSampleRepo, readLayerTar, readLayout, readTarEntries } from './container-helpers.js';
 import { ostreeFsck, tmp } from './helpers/tmp.js';
@@ -184,4 +184,33 @@ t.test('--contentmeta: components without objects are left out, and --max-layers
   t.same(r.layers.map((l) => l.name), ['sample']);
   t.equal((await unencapsulate(dr, `oci:${join(d, 'none')}`)).commit, s.commit);
   t.match(ostreeFsck(dst), /no errors/);
+});
+
+t.test('--contentmeta with more components than layers: at most 64 chunks unless --max-layers says otherwise', async (t) => {
+  // 100 components of one object each (the split needs only the mapping, no repository).
+  const layers: Record<string, string> = {};
+  const map: Record<string, string> = {};
+  const mapping = new Map<string, { size: number; paths: string[] }>();
+  for (let i = 0; i < 100; i++) {
+    const id = `pkg-${String(i).padStart(3, '0')}`;
+    const csum = i.toString(16).padStart(64, '0');
+    layers[id] = `package ${i}`;
+    map[csum] = id;
+    mapping.set(csum, { size: 1000 + i, paths: [`/usr/lib/${id}`] });
+  }
+  const meta = parseContentMeta({ version: 1, layers, mapping: map }, 'test');
+  const check = (n: number, got: ReturnType<typeof chunkByContentMeta>, what: string): void => {
+    t.equal(got.chunks.length, n, `${what}: ${n} chunks`);
+    t.equal(got.chunks.at(-1)!.name, 'Reserved for new packages', `${what}: the reserved chunk last`);
+    t.same(got.chunks.slice(0, n - 2).map((c) => c.name), Object.keys(layers).slice(0, n - 2), `${what}: the first components one per chunk, in file order`);
+    const merged = got.chunks[n - 2]!;
+    t.equal(merged.name, `${100 - (n - 2)} components`, `${what}: the rest merged into one chunk`);
+    t.same([...merged.mapping.keys()], Object.keys(map).slice(n - 2), `${what}: holding every remaining object`);
+    t.equal(got.remainder.size, 0, `${what}: every object in a chunk`);
+  };
+  t.equal(MAX_CHUNKS, 64);
+  check(64, chunkByContentMeta(meta, mapping), 'default');
+  check(80, chunkByContentMeta(meta, mapping, 80), '--max-layers 80');
+  const all = chunkByContentMeta(meta, mapping, 101);
+  t.equal(all.chunks.length, 101, '--max-layers 101: every component its own chunk, plus the reserved one');
 });

@@ -15,9 +15,10 @@
  *     (ostree-ext builds its components from the mapped objects): their chunk would hold only the
  *     skeleton, byte-identical to the reserved one, and no importer accepts two layers with one
  *     diffid. No component with objects → no chunks at all (as ostree-ext). With `maxLayers` N
- *     there are at most N chunks, the reserved one included (ostree-ext's bins include it): the
- *     components get N − 1, the last one taking the overflow; N = 1 is one chunk of all
- *     components and no reserved chunk.
+ *     (default MAX_CHUNKS = 64, ostree-ext's cap: half of the 128 layers overlayfs-based
+ *     runtimes mount) there are at most N chunks, the reserved one included (ostree-ext's bins
+ *     include it): the components get N − 1, the last one taking the overflow; N = 1 is one chunk
+ *     of all components and no reserved chunk.
  *
  *  3. **Directory subtrees** (`maxLayers` without content metadata). Deterministic, and built so
  *     that a change in one part of the tree changes few layers:
@@ -265,9 +266,12 @@ export function parseContentMeta(json: unknown, where: string): ContentMeta {
   return meta;
 }
 
+/** Chunks a content-metadata image has at most without `--max-layers` (ostree-ext's MAX_CHUNKS). */
+export const MAX_CHUNKS = 64;
+
 /** Mode 2 (see module comment). */
-export function chunkByContentMeta(meta: ContentMeta, mapping: ChunkMapping, maxLayers?: number): Chunking {
-  if (maxLayers !== undefined && (!Number.isInteger(maxLayers) || maxLayers < 1)) {
+export function chunkByContentMeta(meta: ContentMeta, mapping: ChunkMapping, maxLayers: number = MAX_CHUNKS): Chunking {
+  if (!Number.isInteger(maxLayers) || maxLayers < 1) {
     throw new UsageError(`--max-layers must be a positive integer, got ${maxLayers}`);
   }
   const ids = Object.keys(meta.layers);
@@ -280,8 +284,8 @@ export function chunkByContentMeta(meta: ContentMeta, mapping: ChunkMapping, max
   }
   let groups = ids.filter((id) => byId.get(id)!.size > 0).map((id) => ({ ids: [id], mapping: byId.get(id)! }));
   if (groups.length === 0) return { remainder, chunks: [] };
-  const reserve = maxLayers === undefined || maxLayers >= 2;
-  const room = maxLayers === undefined ? groups.length : reserve ? maxLayers - 1 : 1;
+  const reserve = maxLayers >= 2;
+  const room = reserve ? maxLayers - 1 : 1;
   if (groups.length > room) {
     const head = groups.slice(0, room - 1);
     const tail = groups.slice(room - 1);

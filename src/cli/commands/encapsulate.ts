@@ -42,7 +42,7 @@ export function register(program: Command): void {
     .option('--compression <alg>', 'layer compression: gzip or zstd', 'gzip')
     .option('--compression-fast', 'fastest compression level (gzip/zstd level 1)')
     .option('--max-layers <n>', 'split content into at most N chunk layers after the commit layer')
-    .option('--contentmeta <file>', 'ostree-ext content metadata JSON (object → component layers)')
+    .option('--contentmeta <file>', 'ostree-ext content metadata JSON (object → component layers; at most 64 unless --max-layers)')
     .option('--cmd <arg>', 'container Cmd, one argument per occurrence (default: commit ostree.container-cmd)', collect)
     .option('--copymeta <key>', 'copy a commit metadata string to a label (required)', collect, [])
     .option('--copymeta-opt <key>', 'copy a commit metadata string to a label if present', collect, [])
