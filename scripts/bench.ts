@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { hashBlocksImplementation } from '../ostree-bindings/sha256-blocks.js';
-import { CLI, ROOT, type BenchModule, type BenchRow } from './bench/lib.js';
+import { CLI, measure, ROOT, type BenchModule, type BenchRow } from './bench/lib.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -38,7 +38,26 @@ async function main(): Promise<void> {
     }
   }
   printTable(rows);
+  await noteNodeStart();
   if (failed) process.exitCode = 1;
+}
+
+/**
+ * Every ostree-oci row includes one Node start. NODE_EXTRA_CA_CERTS (set on some machines for a
+ * TLS proxy) makes Node read and parse that CA bundle before running anything, which ostree-oci
+ * never needs; the table measures the environment as it is, and this line says what it costs.
+ */
+async function noteNodeStart(): Promise<void> {
+  const start = async (env: NodeJS.ProcessEnv): Promise<number> =>
+    (await measure(process.execPath, ['-e', '0'], { env }, 5)).seconds;
+  const withEnv = await start(process.env);
+  let line = `Node start (node -e 0, best of 5): ${withEnv.toFixed(2)} s`;
+  if (process.env['NODE_EXTRA_CA_CERTS'] !== undefined) {
+    const env = { ...process.env };
+    delete env['NODE_EXTRA_CA_CERTS'];
+    line += `, ${(await start(env)).toFixed(2)} s without NODE_EXTRA_CA_CERTS (set here: Node loads that CA bundle at every start)`;
+  }
+  process.stdout.write(`\n${line}\n`);
 }
 
 function printTable(rows: BenchRow[]): void {
