@@ -118,6 +118,9 @@ export const ostree_repo_set_ref_immediate = ostree.func(
 export const ostree_repo_write_metadata = ostree.func(
   'int ostree_repo_write_metadata(void *self, int objtype, const char *expected, void *object, _Out_ void **out_csum, void *c, _Out_ void **err)',
 );
+/** GCancellable: lets another thread (a signal handler) stop a blocking libostree read. */
+export const g_cancellable_new = gio.func('void *g_cancellable_new()');
+export const g_cancellable_cancel = gio.func('void g_cancellable_cancel(void *c)');
 export const ostree_repo_write_content = ostree.func(
   'int ostree_repo_write_content(void *self, const char *expected, void *object_input, uint64_t length, _Out_ void **out_csum, void *c, _Out_ void **err)',
 );

@@ -76,6 +76,20 @@ export class OstreeError extends Error {
   }
 }
 
+/** Cancellables of the streamed content writes in flight (NativeRepo.writeContent). */
+const streamedWrites = new Set<Ptr>();
+
+/**
+ * Stop every streamed content write in flight. Such a write runs on a libuv thread that blocks
+ * reading a pipe this process feeds; when a signal ends the process, Node joins those threads at
+ * exit, and the pipe would never see more data nor EOF: the process hung after "interrupted".
+ * Cancelling wakes the read (GLib polls the cancellable with the pipe), the write fails and its
+ * thread ends. Safe from any point of the main thread; the writes' own promises then reject.
+ */
+export function cancelStreamedWrites(): void {
+  for (const c of streamedWrites) F.g_cancellable_cancel(c);
+}
+
 function takeError(errOut: Out<Ptr>, operation: string): OstreeError {
   const p = errOut[0];
   if (!p) return new OstreeError('unknown', 0, 'failed without an error message', operation);
@@ -565,8 +579,11 @@ export class NativeRepo {
     const gstream = F.g_unix_input_stream_new(rfd, 1) as Ptr;
     const out: Out<Ptr> = [null];
     const err: Out<Ptr> = [null];
+    // The libuv thread blocks reading the pipe; cancelStreamedWrites() wakes it (see there).
+    const cancellable = F.g_cancellable_new() as Ptr;
+    streamedWrites.add(cancellable);
     const writing = new Promise<number>((resolve, reject) => {
-      F.ostree_repo_write_content.async(this.self, expected, gstream, source.length, out, null, err, (e: unknown, r: number) =>
+      F.ostree_repo_write_content.async(this.self, expected, gstream, source.length, out, cancellable, err, (e: unknown, r: number) =>
         e ? reject(e) : resolve(r),
       );
     });
@@ -583,9 +600,11 @@ export class NativeRepo {
     try {
       ok = await writing;
     } finally {
+      streamedWrites.delete(cancellable);
       if (!sink.closed) sink.destroy();
       await pumping;
       F.g_object_unref(gstream);
+      F.g_object_unref(cancellable);
     }
     check(ok, err, what);
     return takeHexChecksum(out[0]!);

@@ -63,6 +63,8 @@ t.test('each kind of difference, by path and field', async (t) => {
     ['xattr value', edit('/dir/file', /user\.a=1/, 'user.a=9'), [{ path: '/dir/file', field: 'xattr', key: 'user.a', a: '1', b: '9' }]],
     ['xattr key', edit('/dir/file', / user\.b=2/, ''), [{ path: '/dir/file', field: 'xattr', key: 'user.b', a: '2', b: '(absent)' }]],
     ['xattr binary', edit('/dir/file', /user\.b=2/, 'user.b=\\x00\\xff'), [{ path: '/dir/file', field: 'xattr', key: 'user.b', a: '2', b: '0x00ff' }]],
+    // text that looks like hex against the byte it spells: never printed alike
+    ['xattr 0x text', edit('/dir/file', /user\.b=2/, 'user.b=0x01'), [{ path: '/dir/file', field: 'xattr', key: 'user.b', a: '2', b: '0x30783031' }]],
     ['size + digest', edit('/big', /^\/big 5000 (.*) [0-9a-f]{64}$/, `/big 5001 $1 ${OTHER}`), [
       { path: '/big', field: 'size', a: '5000', b: '5001' },
       { path: '/big', field: 'digest', a: BIG, b: OTHER },

@@ -250,7 +250,10 @@ t.test('bad input: clear errors, no output file', async (t) => {
     ['path with ..', async (p) => void (await craftTar(p, [{ name: 'a/../../etc/passwd', content: 'x' }])), /layer 0 .*"a\/..\/..\/etc\/passwd".*\.\./],
     ['whiteout of .', async (p) => void (await craftTar(p, [{ name: 'usr/f', content: 'x' }, { name: 'usr/.wh..', content: '' }])), /layer 0 .*"usr\/\.wh\.\.": whiteout of "\."/],
     ['whiteout of ..', async (p) => void (await craftTar(p, [{ name: 'usr/.wh...', content: '' }])), /layer 0 .*"usr\/\.wh\.\.\.": whiteout of "\.\."/],
-    ['file under a symlink', async (p) => void (await craftTar(p, [{ name: 'lib', type: 'symlink', linkname: 'usr/lib' }, { name: 'lib/x', content: 'x' }])), /layer 0 .*\/lib\/x: parent \/lib is not a directory/],
+    ['file under a symlink', async (p) => void (await craftTar(p, [{ name: 'lib', type: 'symlink', linkname: 'usr/lib' }, { name: 'lib/x', content: 'x' }])), /layer 0 .*\/lib\/x: parent \/lib is not a directory \(a symlink/],
+    // Longer than PATH_MAX: an image no reader could walk (--dump, composefs-info) is not made.
+    ['name beyond PATH_MAX', async (p) => void (await craftTar(p, [{ name: `${'a/'.repeat(2100)}f`, content: 'x' }])), /layer 0 .*tar entry name "a\/a\/.*exceeds limit maxPathLength \(4201 > 4096/],
+    ['symlink target beyond PATH_MAX', async (p) => void (await craftTar(p, [{ name: 'l', type: 'symlink', linkname: 'x'.repeat(5000) }])), /layer 0 .*link target of "l".*exceeds limit maxPathLength \(5000 > 4096/],
   ];
   for (const [name, make, re] of cases) {
     const p = join(dir, `${name.replace(/\W/g, '_')}.tar`);
@@ -263,6 +266,9 @@ t.test('bad input: clear errors, no output file', async (t) => {
     noOutput();
   }
   t.ok(!existsSync(out));
+  // The cap is the importers' one: --limit raises it.
+  const deep = await buildImage(join(dir, 'deep'), [join(dir, 'name_beyond_PATH_MAX.tar')], { compression: 'gzip' });
+  t.match(ok(t, '--limit', 'maxPathLength=5000', 'composefs', deep), /^[0-9a-f]{64}$/m, '--limit maxPathLength=5000 accepts it');
 });
 
 t.test('scanLayer: whiteouts are order-independent within a layer', async (t) => {

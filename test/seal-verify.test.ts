@@ -139,6 +139,48 @@ t.test('per-layer digest: the layer alone with whiteouts as overlayfs whiteouts'
   t.match(dump, /^\/data .* trusted\.overlay\.opaque=y$/m, 'opaque marker');
 });
 
+t.test('a name a layer whites out and fills again: seal and verify work, the layer alone is overlayfs-shaped', async (t) => {
+  const dir = tmp(t);
+  const base = await craftTar(join(dir, 'base.tar'), [
+    { name: 'd/', type: 'directory' },
+    { name: 'd/old', content: 'old\n' },
+    { name: 'e/', type: 'directory' },
+    { name: 'e/old', content: 'old\n' },
+    { name: 'f/', type: 'directory' },
+    { name: 'g', content: 'lower g\n' },
+  ]);
+  // d: whited out, then a file under it (d is implicit); e: whited out, then its opaque marker;
+  // f: whited out, then an explicit directory entry; g: whited out, then a file of that name.
+  const top = await craftTar(join(dir, 'top.tar'), [
+    { name: '.wh.d' },
+    { name: 'd/new', content: 'new\n', mtime: T0 + 9 },
+    { name: '.wh.e' },
+    { name: 'e/.wh..wh..opq' },
+    { name: '.wh.f' },
+    { name: 'f/', type: 'directory', mtime: T0 + 3 },
+    { name: '.wh.g' },
+    { name: 'g', content: 'upper g\n' },
+  ]);
+  const ref = await buildImage(join(dir, 'img'), [base, top]);
+  const merged = ok(t, 'composefs', ref).trim();
+  const sealed = `oci:${join(dir, 'sealed')}`;
+  ok(t, 'seal', ref, sealed);
+  const m = readManifest(join(dir, 'sealed'));
+  t.equal(m.annotations?.[ANNOTATION_COMPOSEFS_DIGEST], merged, 'merged digest as `composefs IMGREF` computes it');
+  const v = verify(sealed);
+  t.equal(v.status, 0, 'verified');
+  t.same(statusOf(v.report), { 'composefs-digest': 'pass', 'layer-0-composefs-digest': 'pass', 'layer-1-composefs-digest': 'pass' });
+  // Layer 1 as overlayfs stores it, on disk and tarred by GNU tar: d, e and f opaque directories
+  // (d and e implicit: 0755 root, the newest mtime), g the new file, no whiteout device at all.
+  const e = join(dir, 'equiv');
+  sh(`mkdir -p '${e}/d' '${e}/e' '${e}/f' && cd '${e}' && echo new > d/new && echo 'upper g' > g \
+    && for x in d e f; do setfattr -n trusted.overlay.opaque -v y $x; done \
+    && touch -d @${T0} g && touch -d @${T0 + 9} d/new d e && touch -d @${T0 + 3} f`);
+  tarLayer(e, join(dir, 'equiv.tar'), ['d', 'e', 'f', 'g']);
+  const equiv = await buildImage(join(dir, 'equiv-img'), [join(dir, 'equiv.tar')]);
+  t.equal(m.layers[1]!.annotations![ANNOTATION_LAYER_DIGEST], ok(t, 'composefs', equiv, '--xattrs', 'all').trim(), 'layer 1 digest = its overlayfs form');
+});
+
 t.test('edited annotations, replaced and corrupted layers fail by name', async (t) => {
   const dir = tmp(t);
   const tars = await makeRichLayers(join(dir, 'src'));

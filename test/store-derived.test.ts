@@ -13,7 +13,7 @@ import { contentChecksum } from '../src/ostree/checksum.js';
 import { escapeRef } from '../src/store/refescape.js';
 import { pseudoRandomBytes } from '../scripts/lib/sample-tree.js';
 import { readLayout, writeTarEntries, type LayerEntry } from './container-helpers.js';
-import { ostreeFsck, tmp } from './helpers/tmp.js';
+import { cli, ostreeFsck, tmp } from './helpers/tmp.js';
 import { buildDerivedImage, commitInfo, newRepo, ostreeCat, refs, run, runJson, signedComposefsRepo, treeMap, type TreeEntry } from './store-helpers.js';
 
 const root = tmp(t, 'ostree-oci-store-derived-');
@@ -222,4 +222,27 @@ t.test('a non-ostree image: all layers derived, no base, no path filter', async 
   const tree = [...treeMap(repo, r.commit).keys()].sort();
   t.same(tree, ['/', '/opt', '/opt/app', '/opt/app/bin2', '/usr', '/usr/etc', '/usr/etc/app.conf', '/usr/lib', '/usr/lib/x']);
   t.match(ostreeFsck(repo), /no errors/);
+});
+
+t.test('a bare-user-only repository: derived files it cannot store are refused, nothing written', async (t) => {
+  const plain = writeTarEntries([f('opt/app/bin', 'app\n', { mode: 0o755 }), f('usr/lib/x', 'x\n')]);
+  const ok = join(root, 'buo-ok');
+  await buildDerivedImage(`oci:${baseDir}`, `oci:${ok}`, [plain], { baseLayers: false, dropOstreeLabels: true });
+  const repo = newRepo(join(root, 'dst-buo'), 'bare-user-only');
+  t.equal(runJson<Pull>('image', 'pull', '--repo', repo, `oci:${ok}`).derivedLayers, 1, 'plain root-owned files: pulled');
+  const before = refs(repo);
+  const cases: Array<[string, LayerEntry, RegExp]> = [
+    ['owner', f('usr/lib/owned', 'o\n', { uid: 1000, gid: 1000 }), /usr\/lib\/owned: has owner 1000:1000, which a bare-user-only repository .* cannot store/],
+    ['xattr', f('usr/lib/tagged', 't\n', { pax: { 'SCHILY.xattr.user.foo': 'bar' } }), /usr\/lib\/tagged: has xattrs \(user\.foo\)/],
+    ['setuid', f('usr/bin/su2', 's\n', { mode: 0o4755 }), /usr\/bin\/su2: has mode bits 04000/],
+  ];
+  for (const [name, entry, re] of cases) {
+    const img = join(root, `buo-${name}`);
+    await buildDerivedImage(`oci:${baseDir}`, `oci:${img}`, [writeTarEntries([f('usr/lib/fine', 'fine\n'), entry])], { baseLayers: false, dropOstreeLabels: true });
+    const r = cli(['image', 'pull', '--repo', repo, `oci:${img}`]);
+    t.equal(r.status, 1, `${name}: refused`);
+    t.match(r.stderr, re, `${name}: names the file and what cannot be stored`);
+    t.same(refs(repo), before, `${name}: no ref written`);
+    t.match(ostreeFsck(repo), /no errors/, `${name}: fsck clean`);
+  }
 });

@@ -64,9 +64,15 @@ const ABSENT = '(absent)';
 
 export const typeName = (mode: number): string => TYPE_NAMES[mode & S_IFMT] ?? `type 0${((mode & S_IFMT) >>> 0).toString(8)}`;
 
-/** Printable rendering of bytes: the text when it is plain printable ASCII, else `0x` + hex. */
+/**
+ * Printable rendering of bytes: the text when it is plain printable ASCII, else `0x` + hex. Text
+ * that itself starts with `0x` is shown as hex too, so two different values never print alike
+ * (the 4 characters `0x01` are `0x30783031`, the byte 1 is `0x01`).
+ */
 export function showBytes(b: Buffer): string {
-  for (const c of b) if (c < 0x20 || c > 0x7e) return `0x${b.toString('hex')}`;
+  const hex = (): string => `0x${b.toString('hex')}`;
+  if (b.length >= 2 && b[0] === 0x30 && b[1] === 0x78) return hex();
+  for (const c of b) if (c < 0x20 || c > 0x7e) return hex();
   return b.toString('latin1');
 }
 

@@ -28,7 +28,7 @@ import { checkLimit, DEFAULT_LIMITS, LimitError, resolveLimits, type ImportLimit
 import { OciError } from '../oci/errors.js';
 import { crashPoint } from '../testhooks.js';
 import { mergeCommitmeta, type CommitmetaMergeSummary } from '../sign/commit-signatures.js';
-import { S_IFLNK, S_IFMT, S_IFREG } from '../tree/model.js';
+import { S_IFLNK, S_IFREG } from '../tree/model.js';
 import type { VarDict } from '../gvariant/codec.js';
 import {
   parseCommit,
@@ -44,7 +44,7 @@ import {
   type OstreeXattr,
 } from '../gvariant/ostree-types.js';
 import { ContentBatch, ContentHasher, contentPrefix, sha256Hex, SMALL_CONTENT } from '../ostree/checksum.js';
-import type { Repo } from '../ostree/repo.js';
+import { bareUserOnlyLosses, type Repo } from '../ostree/repo.js';
 import { CommitVerificationError, ContainerFormatError, MissingObjectError } from './errors.js';
 import { normalizeEntryPath, parseRepoPath, REPO_PREFIX } from './paths.js';
 import { TarReader, type TarEntry } from './tar-reader.js';
@@ -440,17 +440,9 @@ export class CommitImporter {
     await this.queueWrite(name, csum, () => this.repo.native.writeMetadataInBackground(type, csum, bytes), at);
   }
 
-  /**
-   * A bare-user-only repository stores neither owners nor xattrs, and no mode bits beyond 0775 on
-   * regular files: libostree would write such an object anyway, under a checksum it can never
-   * verify again (`ostree fsck` reports it corrupt). Refused, naming what cannot be stored.
-   */
+  /** A content object a bare-user-only repository cannot store is refused (bareUserOnlyLosses). */
   private checkBareUserOnly(h: FileHeader, csum: string, at: string): void {
-    const lost: string[] = [];
-    if (h.uid !== 0 || h.gid !== 0) lost.push(`owner ${h.uid}:${h.gid}`);
-    if (h.xattrs.length) lost.push(`xattrs (${h.xattrs.map((x) => x.name.toString('utf8')).join(', ')})`);
-    const extraBits = (h.mode & S_IFMT) === S_IFREG ? h.mode & 0o7777 & ~0o775 : 0;
-    if (extraBits) lost.push(`mode bits 0${extraBits.toString(8)}`);
+    const lost = bareUserOnlyLosses(h);
     if (!lost.length) return;
     throw new ContainerFormatError(
       `${at}: file object ${csum} has ${lost.join(', ')}, which a bare-user-only repository (${this.repo.path}) cannot store; import into a bare-user repository`,

@@ -281,9 +281,12 @@ export class ZstdWorkerCompressStream extends Transform {
     return this.opened;
   }
 
-  /** Take exactly `n` bytes (n <= pendingLen) from the pending chunks into a fresh buffer. */
+  /**
+   * Take exactly `n` bytes (n <= pendingLen) from the pending chunks into a fresh buffer of its
+   * own (transferable; not zero-filled, as every byte is written).
+   */
   private takePending(n: number): Uint8Array {
-    const data = new Uint8Array(n);
+    const data = Buffer.allocUnsafeSlow(n);
     let off = 0;
     while (off < n) {
       const b = this.pending[0]!;

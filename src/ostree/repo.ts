@@ -9,6 +9,7 @@ import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, rea
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import {
+  cancelStreamedWrites,
   NativeRepo,
   ObjectType,
   OstreeError,
@@ -48,6 +49,21 @@ export const MODE_NAME: Record<RepoMode, RepoModeName> = {
   [RepoMode.BARE_USER_ONLY]: 'bare-user-only',
   [RepoMode.BARE_SPLIT_XATTRS]: 'bare-split-xattrs',
 };
+
+/**
+ * What a bare-user-only repository cannot store of a content object: owners, xattrs, and mode
+ * bits beyond 0775 on regular files. libostree writes such an object anyway, under a checksum it
+ * can never verify again (`ostree fsck` reports it corrupt), so importers refuse it first. Empty
+ * when the repository can store all of it.
+ */
+export function bareUserOnlyLosses(h: FileHeader): string[] {
+  const lost: string[] = [];
+  if (h.uid !== 0 || h.gid !== 0) lost.push(`owner ${h.uid}:${h.gid}`);
+  if (h.xattrs.length) lost.push(`xattrs (${h.xattrs.map((x) => x.name.toString('utf8')).join(', ')})`);
+  const extraBits = (h.mode & 0o170000) === 0o100000 ? h.mode & 0o7777 & ~0o775 : 0;
+  if (extraBits) lost.push(`mode bits 0${extraBits.toString(8)}`);
+  return lost;
+}
 
 /** The file header of a content object loaded by libostree (`loadFile`): info + xattrs bytes. */
 export function fileHeaderOf(info: FileInfo, xattrs: Buffer, checksum: string): FileHeader {
@@ -91,6 +107,11 @@ export interface WriteContentOptions {
 }
 
 const SMALL_CONTENT = 1 << 20;
+
+// A signal must not leave a libostree thread blocked on a pipe that this process, about to exit,
+// would never feed nor close (the exit waits for that thread): cancel such writes (registered
+// first, so it runs after every later cleanup action).
+onInterrupt(cancelStreamedWrites);
 const PATH_MAX = 4096;
 
 /**

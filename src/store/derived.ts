@@ -36,7 +36,7 @@ import { finished } from 'node:stream/promises';
 import { ObjectType } from '../../ostree-bindings/index.js';
 import { serializeCommit, sortXattrs, type DirMeta, type FileHeader, type OstreeXattr } from '../gvariant/ostree-types.js';
 import { ContentHasher, contentChecksum } from '../ostree/checksum.js';
-import type { Repo } from '../ostree/repo.js';
+import { bareUserOnlyLosses, type Repo } from '../ostree/repo.js';
 import { TarReader, type TarEntry } from '../container/tar-reader.js';
 import { DerivedLayerError } from './errors.js';
 import { DEFAULT_DIRMETA, MDir, writeDirMeta, writeMetadataObject, type MEntry } from './mtree.js';
@@ -227,6 +227,12 @@ export async function importDerivedLayer(
           xattrs: paxXattrs(e, at),
         };
         const size = isLink ? 0 : e.size;
+        if (repo.mode === 'bare-user-only') {
+          const lost = bareUserOnlyLosses(header);
+          if (lost.length) {
+            throw new DerivedLayerError(`${at}: has ${lost.join(', ')}, which a bare-user-only repository (${repo.path}) cannot store; pull into a bare-user repository`, { path: e.path });
+          }
+        }
         let w: { checksum: string; written: boolean };
         try {
           w = await writeFileContent(repo, r, header, size, opts.spoolDir, at);

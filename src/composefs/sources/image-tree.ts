@@ -24,7 +24,7 @@
  *  - boot variant: `/boot` and `/sysroot`, where they are directories, lose all their entries and
  *    take `/usr`'s mtime (the root's when there is no `/usr`); their mode, owner and xattrs stay.
  */
-import { S_IFDIR, S_IFMT, TreeNode, type Xattr } from '../../tree/model.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, TreeNode, type Xattr } from '../../tree/model.js';
 import { ComposefsSourceError } from './errors.js';
 
 export type XattrPolicy = 'allowlist' | 'all';
@@ -153,7 +153,7 @@ export class BuildTree {
         e.kids!.set(k, next);
       } else if (!next.kids) {
         throw new ComposefsSourceError(
-          `${where}: ${showPath(parts)}: parent ${showPath(parts.slice(0, i + 1))} is not a directory (symlinks are not followed)`,
+          `${where}: ${showPath(parts)}: parent ${showPath(parts.slice(0, i + 1))} is not a directory${(next.inode.mode & S_IFMT) === S_IFLNK ? ' (a symlink; symlinks are not followed)' : ''}`,
           { path: showPath(parts) },
         );
       }

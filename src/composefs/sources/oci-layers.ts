@@ -19,13 +19,17 @@
  * Other `.wh..wh.*` names (aufs metadata) are ignored. Sparse files and unknown entry types are
  * refused. The per-layer tree (`layerAloneTree`) applies one layer to an empty tree and keeps the
  * whiteouts as overlayfs does: `.wh.NAME` → NAME as a character device 0/0 (permissions 0, the
- * whiteout entry's uid/gid/mtime), `.wh..wh..opq` → `trusted.overlay.opaque=y` on its directory.
+ * whiteout entry's uid/gid/mtime), `.wh..wh..opq` → `trusted.overlay.opaque=y` on its directory;
+ * a whited-out NAME that the same layer makes a directory again (an entry, or the implicit parent
+ * of one) is that directory with the opaque mark, and one it fills with a non-directory is just
+ * that entry.
  */
 import type { Readable } from 'node:stream';
 import type { OciImage } from '../../oci/index.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, type TreeNode } from '../../tree/model.js';
 import { FsVerityHasher } from '../fsverity.js';
 import { ComposefsSourceError } from './errors.js';
+import { checkLimit, resolveLimits, type ImportLimits } from '../../limits.js';
 import {
   BuildTree,
   INLINE_MAX,
@@ -138,12 +142,21 @@ export interface LayerScanner {
 }
 
 /** Start scanning one layer tar (uncompressed bytes); `what` names the layer in errors. */
-export function createLayerScanner(what: string, opts: Pick<ImageTreeOptions, 'xattrs'> & { pool?: HashPool } = {}): LayerScanner {
+export function createLayerScanner(
+  what: string,
+  opts: Pick<ImageTreeOptions, 'xattrs'> & { pool?: HashPool; limits?: Partial<ImportLimits> } = {},
+): LayerScanner {
   const policy = opts.xattrs ?? 'allowlist';
+  // Entry names and link targets are capped as in the importers (PATH_MAX by default): a longer
+  // path would give an image that no reader (ours, composefs-info, the kernel) can walk.
+  const limits = resolveLimits(opts.limits);
   const scan: LayerScan = { what, ops: [], entries: 0, bytes: 0 };
   const pending: Promise<void>[] = [];
   const onEntry = (e: RawTarEntry): EntrySink | undefined => {
     scan.entries++;
+    const shown = (): string => JSON.stringify(e.path.subarray(0, 200).toString('utf8'));
+    checkLimit(limits, 'maxPathLength', e.path.length, `${what}: tar entry name ${shown()}`);
+    checkLimit(limits, 'maxPathLength', e.linkpath.length, `${what}: link target of ${shown()}`);
     const fail = (msg: string): never => {
       throw new ComposefsSourceError(`${what}: entry ${JSON.stringify(e.path.toString('utf8'))}: ${msg}`, {
         source: what,
@@ -255,10 +268,8 @@ export function applyLayer(tree: BuildTree, scan: LayerScan): void {
  */
 export function layerAloneTree(scan: LayerScan, lower?: BuildTree): BuildTree {
   const tree = new BuildTree();
-  for (const op of scan.ops) {
-    if (op.op !== 'whiteout') continue;
-    tree.put([...op.dir, op.name], { mode: S_IFCHR, uid: op.uid, gid: op.gid, rdev: 0n, size: 0n, mtimeSec: op.mtimeSec, xattrs: [] }, scan.what);
-  }
+  // The layer's entries first, as in the merged view, so that a name the layer whites out and
+  // fills again (`.wh.d` with `d/x`, `d/` or `d/.wh..wh..opq`) is what the layer puts there.
   for (const op of scan.ops) {
     if (op.op === 'put') tree.put(op.path, { ...op.inode }, scan.what);
     else if (op.op === 'link') {
@@ -275,6 +286,16 @@ export function layerAloneTree(scan: LayerScan, lower?: BuildTree): BuildTree {
       throw new ComposefsSourceError(`${scan.what}: opaque marker in /${op.dir.map((p) => p.toString('utf8')).join('/')}, which is not a directory`);
     }
     dir.inode.opaque = true;
+  }
+  // Whiteouts as overlayfs stores them: a removed name is a char device 0/0; a removed name the
+  // layer makes a directory again is that directory, opaque (the lower entries stay hidden); one
+  // it fills with anything else needs no marker.
+  for (const op of scan.ops) {
+    if (op.op !== 'whiteout') continue;
+    const path = [...op.dir, op.name];
+    const there = tree.lookup(path);
+    if (!there) tree.put(path, { mode: S_IFCHR, uid: op.uid, gid: op.gid, rdev: 0n, size: 0n, mtimeSec: op.mtimeSec, xattrs: [] }, scan.what);
+    else if (there.kids) there.inode.opaque = true;
   }
   return tree;
 }
