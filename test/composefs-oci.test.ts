@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildImage, craftTar, makeRichLayers, oracle, sh, T0, T_NEWEST, tarLayer } from './composefs-oci-helpers.js';
 import { cli, CLI, ensureBuilt, tmp } from './helpers/tmp.js';
@@ -266,6 +266,18 @@ t.test('bad input: clear errors, no output file', async (t) => {
     noOutput();
   }
   t.ok(!existsSync(out));
+  // -o naming a directory or a path in a missing directory: refused up front, naming the path
+  // (not the temporary file beside it), nothing written.
+  const outDir = join(dir, 'out-dir');
+  mkdirSync(outDir);
+  r = ocli('composefs', ref, '-o', outDir);
+  t.equal(r.status, 1);
+  t.match(r.stderr, new RegExp(`^error: cannot write image ${outDir}: it is a directory$`, 'm'));
+  t.same(readdirSync(outDir), [], 'the directory is left as it was');
+  r = ocli('composefs', ref, '-o', join(dir, 'no-such-dir', 'x.cfs'));
+  t.equal(r.status, 1);
+  t.match(r.stderr, new RegExp(`^error: cannot write image ${join(dir, 'no-such-dir', 'x.cfs')}: directory ${join(dir, 'no-such-dir')} does not exist$`, 'm'));
+  t.notMatch(r.stderr, /\.tmp-/, 'no temporary name in the message');
   // The cap is the importers' one: --limit raises it.
   const deep = await buildImage(join(dir, 'deep'), [join(dir, 'name_beyond_PATH_MAX.tar')], { compression: 'gzip' });
   t.match(ok(t, '--limit', 'maxPathLength=5000', 'composefs', deep), /^[0-9a-f]{64}$/m, '--limit maxPathLength=5000 accepts it');

@@ -87,6 +87,7 @@ export function register(program: Command): void {
       // the growth policy changes (read at each resize), in this CLI process only.
       v8.setFlagsFromString('--semi-space-growth-factor=1');
       const { parseDumpfile, buildErofs, writeImageFile, writeImageStream } = await import('../../composefs/index.js');
+      if (image !== '-') await (await import('../../composefs/erofs/writer.js')).checkImageOutput(image);
       const { FsVerityHasher } = await import('../../composefs/fsverity.js');
       const input = await openDump(opts.fromDump);
       const source = opts.fromDump === '-' ? '<stdin>' : opts.fromDump;

@@ -9,7 +9,8 @@
  * in bounded chunks.
  */
 import { registerTempPath } from '../../cleanup.js';
-import { open, rename, unlink } from 'node:fs/promises';
+import { OstreeOciError } from '../../errors.js';
+import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { TreeNode, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, isValidType } from '../../tree/model.js';
@@ -1304,8 +1305,11 @@ export async function writeErofsFile(
 }
 
 export async function writeImageFile(image: ErofsImage, path: string, observe?: ChunkObserver): Promise<void> {
+  await checkImageOutput(path);
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
-  const fh = await open(tmp, 'wx', 0o644);
+  const fh = await open(tmp, 'wx', 0o644).catch((e: unknown) => {
+    throw cannotWriteImage(path, e);
+  });
   const unregister = registerTempPath(tmp); // interrupted (CLI signal handlers): no temp left
   let ok = false;
   try {
@@ -1321,6 +1325,8 @@ export async function writeImageFile(image: ErofsImage, path: string, observe?: 
     await fh.close();
     await rename(tmp, path);
     ok = true;
+  } catch (e) {
+    throw cannotWriteImage(path, e);
   } finally {
     if (!ok) {
       await fh.close().catch(() => {});
@@ -1328,6 +1334,38 @@ export async function writeImageFile(image: ErofsImage, path: string, observe?: 
     }
     unregister();
   }
+}
+
+/**
+ * An I/O failure writing image `path`, named by that path (not the temporary file beside it);
+ * other errors pass through.
+ */
+function cannotWriteImage(path: string, e: unknown): unknown {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (e instanceof OstreeOciError || typeof code !== 'string') return e;
+  const why: Record<string, string> = {
+    EISDIR: 'it is a directory',
+    ENOENT: `directory ${dirname(path)} does not exist`,
+    ENOTDIR: `a parent of it is not a directory`,
+    EACCES: 'permission denied',
+    EPERM: 'permission denied',
+    EROFS: 'read-only file system',
+    ENOSPC: 'no space left on the device',
+  };
+  return new OstreeOciError(`cannot write image ${path}: ${why[code] ?? code}`, { path, code });
+}
+
+/**
+ * Refuse an image destination that cannot be written, before the work of building the image: a
+ * directory, or a path whose directory does not exist.
+ */
+export async function checkImageOutput(path: string): Promise<void> {
+  const st = await stat(path).catch(() => undefined);
+  if (st?.isDirectory()) throw cannotWriteImage(path, Object.assign(new Error('EISDIR'), { code: 'EISDIR' }));
+  const dir = await stat(dirname(path)).catch((e: unknown) => {
+    throw cannotWriteImage(path, e);
+  });
+  if (!dir.isDirectory()) throw cannotWriteImage(path, Object.assign(new Error('ENOTDIR'), { code: 'ENOTDIR' }));
 }
 
 /** Stream the image to a Writable (e.g. stdout), respecting back-pressure. */
