@@ -96,6 +96,8 @@ export interface LayerEntry {
   linkname?: string;
   data: Buffer;
   pax?: Record<string, string>;
+  /** Header mtime (default 0; writeTarEntries only). */
+  mtime?: number;
 }
 
 /** Parse an uncompressed tar with tar-stream. */
@@ -131,14 +133,14 @@ function octal(n: number, len: number): string {
   return `${n.toString(8).padStart(len - 1, '0')}\0`;
 }
 
-function rawHeader(name: string, type: string, e: { mode: number; uid: number; gid: number; size: number; linkname?: string }): Buffer {
+function rawHeader(name: string, type: string, e: { mode: number; uid: number; gid: number; size: number; linkname?: string; mtime?: number }): Buffer {
   const h = Buffer.alloc(512);
   h.write(name.slice(0, 100), 0, 'utf8');
   h.write(octal(e.mode & 0o7777, 8), 100, 'latin1');
   h.write(octal(e.uid, 8), 108, 'latin1');
   h.write(octal(e.gid, 8), 116, 'latin1');
   h.write(octal(e.size, 12), 124, 'latin1');
-  h.write(octal(0, 12), 136, 'latin1');
+  h.write(octal(e.mtime ?? 0, 12), 136, 'latin1');
   h.write(type, 156, 'latin1');
   if (e.linkname) h.write(e.linkname.slice(0, 100), 157, 'utf8');
   h.write('ustar  \0', 257, 'latin1');
@@ -173,8 +175,9 @@ export function writeTarEntries(entries: LayerEntry[]): Buffer {
     if (e.linkname && Buffer.byteLength(e.linkname) > 100) longEntry('K', e.linkname);
     const flag = TYPE_FLAG[e.type] ?? '0';
     const size = flag === '0' ? e.data.length : 0;
-    const hdr: { mode: number; uid: number; gid: number; size: number; linkname?: string } = { mode: e.mode, uid: e.uid, gid: e.gid, size };
+    const hdr: { mode: number; uid: number; gid: number; size: number; linkname?: string; mtime?: number } = { mode: e.mode, uid: e.uid, gid: e.gid, size };
     if (e.linkname) hdr.linkname = e.linkname;
+    if (e.mtime) hdr.mtime = e.mtime;
     parts.push(rawHeader(e.name, flag, hdr));
     if (size) parts.push(e.data, pad(size));
   }

@@ -246,3 +246,31 @@ t.test('a bare-user-only repository: derived files it cannot store are refused, 
     t.match(ostreeFsck(repo), /no errors/, `${name}: fsck clean`);
   }
 });
+
+t.test('modified hardlinks into the object store (ostree-ext #405): the first link becomes the file, later links share it', async (t) => {
+  // What a container build writes when it changes a file of the base: the object under
+  // sysroot/ostree/repo/objects with a new mtime, its checkout paths as hardlinks to it.
+  const obj = `sysroot/ostree/repo/objects/60/${'fe'.repeat(31)}.file`;
+  const other = `sysroot/ostree/repo/objects/aa/${'bb'.repeat(31)}.file`;
+  const T = 1700000000;
+  const link = (name: string, target: string): LayerEntry => ({ name, type: 'link', mode: 0o644, uid: 0, gid: 0, linkname: target, data: Buffer.alloc(0), mtime: T });
+  const layer = writeTarEntries([
+    f(obj, 'hello\n', { mode: 0o755, mtime: T }),
+    link('usr/bin/first', obj),
+    link('usr/bin/second', obj),
+    link('etc/third', obj),
+    link('usr/bin/stale', other), // a modified link to an object the layer does not carry: dropped
+  ]);
+  const img = join(root, 'sysroot-links');
+  await buildDerivedImage(`oci:${baseDir}`, `oci:${img}`, [layer]);
+  const repo = newRepo(join(root, 'dst-sysroot-links'));
+  const r = runJson<Pull>('image', 'pull', '--repo', repo, `oci:${img}`);
+  t.same(r.filtered, { sysroot: 1 }, 'the link to an object not in the layer is dropped, counted under sysroot');
+  for (const p of ['/usr/bin/first', '/usr/bin/second', '/usr/etc/third']) t.equal(ostreeCat(repo, r.commit, p).toString(), 'hello\n', `${p}: the modified content`);
+  const tree = treeMap(repo, r.commit);
+  t.equal(tree.get('/usr/bin/first')?.checksum, contentChecksum({ uid: 0, gid: 0, mode: 0o100755, rdev: 0, symlinkTarget: '', xattrs: [] }, Buffer.from('hello\n')), 'with the object entry\'s header (mode 0755)');
+  t.equal(tree.get('/usr/bin/second')?.checksum, tree.get('/usr/bin/first')?.checksum, 'later links: the same object');
+  t.notOk(tree.has('/usr/bin/stale'));
+  t.notOk([...tree.keys()].some((k) => k.startsWith('/sysroot/ostree/repo/objects')), 'the object-store entry itself is not placed');
+  t.match(ostreeFsck(repo), /no errors/);
+});

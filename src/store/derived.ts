@@ -16,6 +16,13 @@
  *    meanwhile), then written with a verifying write (`Repo.writeContent`, re-hashed by
  *    libostree). Hardlinks resolve to the target's content object (same layer first, then the
  *    tree below). Devices, FIFOs and sockets outside the dropped directories are refused.
+ *    Modified hardlinks into the object store (upstream issue #405): a container build that
+ *    changes a file of the base re-tars it under `sysroot/ostree/repo/objects/…` (mtime > 0) with
+ *    its paths as hardlinks to it. Such a file is stored as a content object but not placed; the
+ *    first later hardlink (mtime > 0) to it becomes that file at the link's path, and further
+ *    links to it name the same object. A modified link to anything else in the object store is
+ *    dropped (counted under `sysroot`), as upstream. Unlike upstream, the link's path goes through
+ *    the same mapping as every other path (`etc` → `usr/etc`, top-level filter).
  *    The layer commit has no metadata, no parent and timestamp 0 (deterministic).
  *
  * 2. `applyLayerCommit`: applies a layer commit on the merged tree, OCI/overlayfs style, as
@@ -38,6 +45,7 @@ import { serializeCommit, sortXattrs, type DirMeta, type FileHeader, type Ostree
 import { ContentHasher, contentChecksum } from '../ostree/checksum.js';
 import { bareUserOnlyLosses, type Repo } from '../ostree/repo.js';
 import { TarReader, type TarEntry } from '../container/tar-reader.js';
+import { REPO_PREFIX } from '../container/paths.js';
 import { DerivedLayerError } from './errors.js';
 import { DEFAULT_DIRMETA, MDir, writeDirMeta, writeMetadataObject, type MEntry } from './mtree.js';
 
@@ -185,6 +193,35 @@ async function writeFileContent(
   }
 }
 
+/** Whether a normalized layer path lies in the image's object store (`sysroot/ostree/repo/…`). */
+const inObjectStore = (parts: readonly string[]): boolean => `${parts.join('/')}/`.startsWith(REPO_PREFIX) && parts.length > 3;
+
+/** A regular file or symlink entry as a content object (written unless present). */
+async function writeEntryContent(repo: Repo, r: TarReader, e: TarEntry, at: string, spoolDir: string): Promise<{ checksum: string; written: boolean }> {
+  const isLink = e.type === '2';
+  if (isLink && e.linkname === '') throw new DerivedLayerError(`${at}: symlink with an empty target`);
+  const header: FileHeader = {
+    uid: e.uid,
+    gid: e.gid,
+    mode: (isLink ? S_IFLNK : S_IFREG) | (isLink ? 0o777 : e.mode & 0o7777),
+    rdev: 0,
+    symlinkTarget: isLink ? e.linkname : '',
+    xattrs: paxXattrs(e, at),
+  };
+  if (repo.mode === 'bare-user-only') {
+    const lost = bareUserOnlyLosses(header);
+    if (lost.length) {
+      throw new DerivedLayerError(`${at}: has ${lost.join(', ')}, which a bare-user-only repository (${repo.path}) cannot store; pull into a bare-user repository`, { path: e.path });
+    }
+  }
+  try {
+    return await writeFileContent(repo, r, header, isLink ? 0 : e.size, spoolDir, at);
+  } catch (err) {
+    if (err instanceof DerivedLayerError) throw err;
+    throw new DerivedLayerError(`${at}: ${(err as Error).message}`, { path: e.path });
+  }
+}
+
 /** Import one derived layer's tar as a layer commit (see the module comment). */
 export async function importDerivedLayer(
   repo: Repo,
@@ -196,15 +233,44 @@ export async function importDerivedLayer(
   const tree = new LayerTree(repo);
   const res: DerivedLayerCommit = { commit: '', filtered: {}, entries: 0, filesWritten: 0, filesAlreadyPresent: 0, contentBytes: 0 };
   const links: Array<{ parts: string[]; target: string[]; at: string }> = [];
+  // Modified object-store files (rule 1 of the module comment): path → their content object, until
+  // the first modified hardlink takes it; then path → that object for the links after it.
+  const heldObjects = new Map<string, string>();
+  const takenObjects = new Map<string, string>();
+  const filter = (key: string): void => void (res.filtered[key] = (res.filtered[key] ?? 0) + 1);
   try {
     for (;;) {
       const e = await r.next();
       if (!e) break;
       res.entries++;
       const at = `${what}: ${e.path}`;
-      const m = mapLayerPath(normalizeLayerPath(e.path, what), opts.allowNonUsr);
+      const norm = normalizeLayerPath(e.path, what);
+      if (e.mtime > 0 && e.type === '0' && inObjectStore(norm)) {
+        const w = await writeEntryContent(repo, r, e, at, opts.spoolDir);
+        if (w.written) res.filesWritten++;
+        else res.filesAlreadyPresent++;
+        heldObjects.set(norm.join('/'), w.checksum);
+        continue;
+      }
+      if (e.mtime > 0 && e.type === '1') {
+        const target = normalizeLayerPath(e.linkname, what);
+        if (inObjectStore(target)) {
+          const key = target.join('/');
+          const checksum = heldObjects.get(key) ?? takenObjects.get(key);
+          const m = mapLayerPath(norm, opts.allowNonUsr);
+          if (checksum === undefined) filter('sysroot'); // a link to an unmodified object: dropped, as upstream
+          else if (!m.keep) filter(m.key);
+          else {
+            tree.set(m.parts, { kind: 'file', checksum });
+            heldObjects.delete(key);
+            takenObjects.set(key, checksum);
+          }
+          continue;
+        }
+      }
+      const m = mapLayerPath(norm, opts.allowNonUsr);
       if (!m.keep) {
-        res.filtered[m.key] = (res.filtered[m.key] ?? 0) + 1;
+        filter(m.key);
         continue;
       }
       const parts = m.parts;
@@ -216,30 +282,8 @@ export async function importDerivedLayer(
       }
       if (parts.length === 0) throw new DerivedLayerError(`${at}: the root must be a directory (entry type '${e.type}')`);
       if (e.type === '0' || e.type === '7' || e.type === '2') {
-        const isLink = e.type === '2';
-        if (isLink && e.linkname === '') throw new DerivedLayerError(`${at}: symlink with an empty target`);
-        const header: FileHeader = {
-          uid: e.uid,
-          gid: e.gid,
-          mode: (isLink ? S_IFLNK : S_IFREG) | (isLink ? 0o777 : e.mode & 0o7777),
-          rdev: 0,
-          symlinkTarget: isLink ? e.linkname : '',
-          xattrs: paxXattrs(e, at),
-        };
-        const size = isLink ? 0 : e.size;
-        if (repo.mode === 'bare-user-only') {
-          const lost = bareUserOnlyLosses(header);
-          if (lost.length) {
-            throw new DerivedLayerError(`${at}: has ${lost.join(', ')}, which a bare-user-only repository (${repo.path}) cannot store; pull into a bare-user repository`, { path: e.path });
-          }
-        }
-        let w: { checksum: string; written: boolean };
-        try {
-          w = await writeFileContent(repo, r, header, size, opts.spoolDir, at);
-        } catch (err) {
-          if (err instanceof DerivedLayerError) throw err;
-          throw new DerivedLayerError(`${at}: ${(err as Error).message}`, { path: e.path });
-        }
+        const size = e.type === '2' ? 0 : e.size;
+        const w = await writeEntryContent(repo, r, e, at, opts.spoolDir);
         if (w.written) res.filesWritten++;
         else res.filesAlreadyPresent++;
         res.contentBytes += size;
