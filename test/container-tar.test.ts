@@ -530,3 +530,39 @@ t.test('PAX numbers (size, uid, gid): plain decimal digits in both tar readers',
     await t.rejects(viaComposefs(tarWith(kv)), /bad PAX (size|uid|gid)=/, `composefs reader refuses ${kv}`);
   }
 });
+
+t.test('entries are read as tar-rs reads them, or refused where readers would disagree', async (t) => {
+  const hdr = (name: string, type: EntryType, size: number, link?: string): Buffer => {
+    const h = Header.gnu();
+    h.buf.write(name, 0, 'utf8');
+    h.setEntryType(type);
+    h.setMode(0o644);
+    h.setUid(0);
+    h.setGid(0);
+    h.setSize(size);
+    if (link !== undefined) h.buf.write(link, 157, 'utf8');
+    h.setCksum();
+    return Buffer.from(h.buf);
+  };
+  const meta = (type: EntryType, body: Buffer): Buffer[] => [hdr('././@LongLink', type, body.length), body, padding(body.length)];
+  const pax = (...kvs: string[]): Buffer[] => {
+    const body = Buffer.from(kvs.map((kv) => paxRecord(kv)).join(''), 'latin1');
+    return meta(EntryType.XHeader, body);
+  };
+  const first = async (parts: Buffer[]) => new TarReader(Readable.from([Buffer.concat([...parts, END_OF_ARCHIVE])]), 'p.tar').next();
+  const file = hdr('short', EntryType.Regular, 0);
+  // A GNU long name wins over a PAX path (tar-rs' order), which wins over the header's name.
+  t.equal((await first([...meta(EntryType.GNULongName, Buffer.from('long/name\0')), ...pax('path=pax/name'), file]))!.path, 'long/name', 'L over PAX path');
+  t.equal((await first([...pax('path=pax/name'), file]))!.path, 'pax/name', 'PAX path over the header');
+  t.equal((await first([...meta(EntryType.GNULongLink, Buffer.from('long/target\0')), ...pax('linkpath=pax/target'), hdr('l', EntryType.Symlink, 0, 'h')]))!.linkname, 'long/target', 'K over PAX linkpath');
+  // Ambiguous headers: refused.
+  await t.rejects(first([...meta(EntryType.GNULongName, Buffer.from('a\0')), ...meta(EntryType.GNULongName, Buffer.from('b\0')), file]), /p\.tar: two GNU long name headers before one entry/);
+  await t.rejects(first([...meta(EntryType.GNULongLink, Buffer.from('a\0')), ...meta(EntryType.GNULongLink, Buffer.from('b\0')), file]), /two GNU long link headers before one entry/);
+  await t.rejects(first([...pax('path=a'), ...pax('path=b'), file]), /two PAX headers before one entry/);
+  await t.rejects(first([...pax('path=a', 'path=b'), file]), /record "path" given twice/);
+  // A directory or link whose size field is not 0: tar-rs skips that many bytes, others none.
+  for (const [type, name] of [[EntryType.Directory, 'dir/'], [EntryType.Link, 'hard'], [EntryType.Symlink, 'sym']] as const) {
+    await t.rejects(first([hdr(name, type, 1024, type === EntryType.Directory ? undefined : 'x'), Buffer.alloc(1024), file]), new RegExp(`entry of type '${String.fromCharCode(type)}' has a size of 1024 bytes`), `type ${String.fromCharCode(type)} with a size`);
+  }
+  t.equal((await first([hdr('dir/', EntryType.Directory, 0), file]))!.size, 0, 'a directory of size 0 is fine');
+});

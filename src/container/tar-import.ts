@@ -301,7 +301,7 @@ export class CommitImporter {
               const found = this.xattrsObjects.get(xcsum);
               if (!found) throw new ContainerFormatError(`${at}: hardlink to xattrs object ${xcsum}, which is not earlier in the stream`, { path });
               xattrs = found;
-            } else if (p.type === 'file-xattrs-link' && (e.type === '0' || e.type === '7')) {
+            } else if (p.type === 'file-xattrs-link' && e.type === '0') {
               xattrs = parseXattrsVariant(await this.readRegular(r, e, at, 'maxXattrsSize'), at);
             } else {
               throw new ContainerFormatError(`${at}: unexpected entry type '${e.type}' for an xattrs reference`, { path });
@@ -366,7 +366,7 @@ export class CommitImporter {
         target,
       });
     }
-    if (e.type === '0' || e.type === '7' || e.type === '2') layerFiles.add(path);
+    if (e.type === '0' || e.type === '2') layerFiles.add(path);
   }
 
   /** The xattrs checksum named by a `.file-xattrs-link` / `.file.xattrs` hardlink target. */
@@ -401,7 +401,7 @@ export class CommitImporter {
   }
 
   private async readRegular(r: TarReader, e: TarEntry, at: string, cap: 'maxMetadataSize' | 'maxXattrsSize'): Promise<Buffer> {
-    if (e.type !== '0' && e.type !== '7') {
+    if (e.type !== '0') {
       throw new ContainerFormatError(`${at}: expected a regular file entry, found type '${e.type}'`, { path: e.path });
     }
     checkLimit(this.limits, cap, e.size, `${at}: object size`);
@@ -470,7 +470,7 @@ export class CommitImporter {
 
   private async importContent(r: TarReader, e: TarEntry, csum: string, xattrs: OstreeXattr[], at: string): Promise<void> {
     let header: FileHeader;
-    if (e.type === '0' || e.type === '7') {
+    if (e.type === '0') {
       header = { uid: e.uid, gid: e.gid, mode: S_IFREG | (e.mode & 0o7777), rdev: 0, symlinkTarget: '', xattrs };
     } else if (e.type === '2') {
       if (e.linkname === '') throw new ContainerFormatError(`${at}: symlink object with an empty target`, { path: e.path });

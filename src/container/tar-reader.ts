@@ -180,6 +180,7 @@ export class TarReader {
     let longName: string | undefined;
     let longLink: string | undefined;
     const pax = new Map<string, Buffer>();
+    let sawPax = false;
     for (;;) {
       const offset = this.src.pos;
       const h = await this.src.take(BLOCK);
@@ -203,19 +204,31 @@ export class TarReader {
       } catch (e) {
         this.fail(`bad size field in header at byte ${offset}: ${(e as Error).message}`);
       }
+      // tar-rs refuses a second long name, long link or PAX header before one entry; a key given
+      // twice is refused too (readers differ on which one wins).
       if (type === 'L' || type === 'K') {
-        const body = await this.readMetaBody(size, `GNU long ${type === 'L' ? 'name' : 'link'}`);
+        const kind = `GNU long ${type === 'L' ? 'name' : 'link'}`;
+        if ((type === 'L' ? longName : longLink) !== undefined) this.fail(`two ${kind} headers before one entry (second at byte ${offset})`);
+        const body = await this.readMetaBody(size, kind);
         const s = cstr(body).toString('utf8');
         if (type === 'L') longName = s;
         else longLink = s;
         continue;
       }
       if (type === 'x' || type === 'g') {
+        if (type === 'x' && sawPax) this.fail(`two PAX headers before one entry (second at byte ${offset})`);
         const body = await this.readMetaBody(size, type === 'x' ? 'PAX' : 'PAX global');
         const recs = parsePaxRecords(body, (msg) => {
           throw new ContainerFormatError(`${this.what}: PAX header at byte ${offset}: ${msg}`);
         });
-        if (type === 'x') for (const { key, value } of recs) pax.set(key.toString('utf8'), value);
+        if (type === 'x') {
+          sawPax = true;
+          for (const { key, value } of recs) {
+            const k = key.toString('utf8');
+            if (pax.has(k)) this.fail(`PAX header at byte ${offset}: record ${JSON.stringify(k)} given twice`);
+            pax.set(k, value);
+          }
+        }
         continue;
       }
       const magic = h.subarray(F.magic[0], F.magic[0] + 6).toString('latin1');
@@ -233,8 +246,8 @@ export class TarReader {
       };
       const entry: TarEntry = {
         type,
-        path: longName ?? name,
-        linkname: longLink ?? cstr(h.subarray(F.linkname[0], F.linkname[0] + F.linkname[1])).toString('utf8'),
+        path: name,
+        linkname: cstr(h.subarray(F.linkname[0], F.linkname[0] + F.linkname[1])).toString('utf8'),
         mode: num(F.mode, 'mode'),
         uid: num(F.uid, 'uid'),
         gid: num(F.gid, 'gid'),
@@ -251,16 +264,20 @@ export class TarReader {
         if (n === undefined) this.fail(`bad PAX ${k}=${JSON.stringify(v)}`, entry);
         return n;
       };
-      entry.path = paxStr('path') ?? entry.path;
-      entry.linkname = paxStr('linkpath') ?? entry.linkname;
+      // tar-rs' precedence: a GNU long name/link, then PAX path/linkpath, then the header field.
+      entry.path = longName ?? paxStr('path') ?? entry.path;
+      entry.linkname = longLink ?? paxStr('linkpath') ?? entry.linkname;
       entry.size = paxNum('size') ?? entry.size;
       entry.uid = paxNum('uid') ?? entry.uid;
       entry.gid = paxNum('gid') ?? entry.gid;
       if ([...pax.keys()].some((k) => k.startsWith('GNU.sparse'))) this.fail('sparse files are not supported', entry);
       if (type === 'S') this.fail('GNU sparse entries are not supported', entry);
-      // Hardlinks, symlinks, devices, directories and FIFOs carry no data in the stream, whatever
-      // their size field says (some writers record the link target's size there).
-      if ('123456'.includes(type)) entry.size = 0;
+      // Hardlinks, symlinks, devices, directories and FIFOs carry no data. tar-rs still skips as
+      // many bytes as their size field says, other readers skip none: with a size there the two
+      // would read different entries from the same bytes, so it is refused.
+      if ('123456'.includes(type) && entry.size !== 0) {
+        this.fail(`entry of type '${type}' has a size of ${entry.size} bytes (readers disagree on whether data follows it)`, entry);
+      }
       this.remaining = entry.size;
       this.pad = (BLOCK - (entry.size % BLOCK)) % BLOCK;
       this.current = entry;
