@@ -163,8 +163,10 @@ t.test('sources: image files, commits, images and directories compare', async (t
   t.match(r.stderr, /expected repo:PATH:REV/);
   writeFileSync(join(dir, 'bad.dump'), '/ 4096 40755 2 0 0 0 1000.0 - - -\n/x nonsense\n');
   r = cli(['composefs', 'diff', join(dir, 'bad.dump'), join(dir, 'base.dump')]);
-  t.equal(r.status, 1);
+  t.equal(r.status, 2, 'a side that cannot be read: 2 (as diff(1)), never 1 ("different")');
   t.match(r.stderr, /bad\.dump: dumpfile line 2/);
+  r = cli(['composefs', 'diff', join(dir, 'base.dump'), `oci:${join(dir, 'no-such-layout')}`]);
+  t.equal(r.status, 2, 'an image that cannot be opened: 2');
   r = cli(['composefs', 'diff', 'a', 'b', '--max', '0']);
   t.equal(r.status, 2);
 });

@@ -10,7 +10,7 @@
  *       IMGREF, dir:PATH)
  */
 import type { Command } from 'commander';
-import { UsageError } from '../../errors.js';
+import { OstreeOciError, UsageError } from '../../errors.js';
 import { ROOT_POLICIES, XATTR_POLICIES, type ImageTreeOptions, type RootMetadataPolicy, type XattrPolicy } from '../../composefs/sources/image-tree.js';
 import type { TreeNode } from '../../tree/model.js';
 import { endProgress, printJson, progress } from '../output.js';
@@ -52,6 +52,11 @@ const ruleOptions = (c: Command): Command =>
     .option('--root-metadata <policy>', "root directory metadata: image (tar root entry / the directory itself, else 0555 root:root newest mtime), synthesize, from-usr (/usr's, and /run emptied, as composefs-rs)", 'image')
     .option('--xattrs <policy>', 'xattrs kept: allowlist (security.capability, security.ima, user.* but user.overlay.*) or all', 'allowlist')
     .option('--no-tls-verify', 'do not verify TLS for docker:// references');
+
+/** A `composefs diff` side that cannot be read: exit 2, as diff(1), since 1 means "different". */
+class DiffTroubleError extends OstreeOciError {
+  override readonly exitCode = 2;
+}
 
 export function registerImageSources(group: Command): void {
   ruleOptions(
@@ -127,7 +132,7 @@ export function registerImageSources(group: Command): void {
   // group: commander hands them to it wherever they appear, so diff reads them from there.
   group
     .command('diff')
-    .description('print the first differing paths and fields of two trees; exit 0 when equal, 1 when they differ (the rule options of `composefs` apply to image/directory/commit sides)')
+    .description('print the first differing paths and fields of two trees; exit 0 when equal, 1 when they differ, 2 when a side cannot be read (the rule options of `composefs` apply to image/directory/commit sides)')
     .argument('<A>', 'composefs image file, dumpfile, repo:PATH:REV (ostree commit), IMGREF, or dir:PATH / a directory')
     .argument('<B>', 'the other side (same forms)')
     .option('--json', 'machine-readable output')
@@ -138,8 +143,13 @@ export function registerImageSources(group: Command): void {
       const rules = treeOptions(opts);
       const { loadTree, diffTrees, formatDifferences } = await import('../../composefs/diff.js');
       const load = { ...rules, ...(opts.tlsVerify === false ? { tlsVerify: false } : {}) };
-      const ta = await loadTree(a, load);
-      const tb = await loadTree(b, load);
+      // diff(1)'s convention: 1 means "they differ", so a side that cannot be read exits 2.
+      const side = (x: string) =>
+        loadTree(x, load).catch((e: unknown) => {
+          throw e instanceof OstreeOciError && e.exitCode === 2 ? e : new DiffTroubleError((e as Error)?.message ?? String(e), { side: x });
+        });
+      const ta = await side(a);
+      const tb = await side(b);
       const r = diffTrees(ta.root, tb.root, { max: Number(opts.max) });
       if (opts.json) printJson({ a, b, equal: r.differences.length === 0, ...r });
       else process.stdout.write(r.differences.length === 0 ? 'no differences\n' : formatDifferences(r));
