@@ -19,6 +19,7 @@ export { dumpfileChunks, writeDumpfile, writeDumpfileTo } from './dumpfile/write
 export {
   ErofsImage,
   buildErofs,
+  checkImageOutput,
   resolveVersions,
   selectVersion,
   writeErofsFile,

@@ -25,7 +25,7 @@
  * (`collidesWithRepoSkeleton`, e.g. an embedded repository at `/sysroot/ostree/repo`) is refused:
  * importers would read that entry as part of the image's repository.
  */
-import { closeSync, lstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { ObjectType } from '../../ostree-bindings/index.js';
 import { ObjectChecksumError, OstreeOciError } from '../errors.js';
 import { ContentBatch, ContentHasher, contentPrefix, SMALL_CONTENT } from '../ostree/checksum.js';
@@ -76,17 +76,14 @@ interface ContentObject {
   data: Buffer | AsyncIterable<Buffer> | null;
 }
 
-
-
 /**
  * Open a content object (header, xattrs bytes, payload). Loose payloads (bare modes) are read with
  * plain file I/O after a header-only read; other modes go through libostree's stream.
  */
 export function loadContentObject(repo: Repo, checksum: string): ContentObject {
-  const path = repo.loosePayloadPath(checksum);
-  // An object held by a parent repository (core.parent) or still staged has no loose file here.
-  if (path && lstatSync(path, { throwIfNoEntry: false })) {
-    const { header, size } = repo.readFileHeader(checksum);
+  const loose = repo.looseFileHeader(checksum);
+  if (loose) {
+    const { header, size, path } = loose;
     // readFileHeader's parse is strict (normal form), so this re-serialization is byte-identical
     // to the stored `a(ayay)` that libostree hands out.
     const xattrsBytes = serializeXattrs(header.xattrs);

@@ -36,7 +36,7 @@ import {
   type FileHeader,
 } from '../gvariant/ostree-types.js';
 import type { VarDict } from '../gvariant/codec.js';
-import { ContentHasher, contentPrefix, sha256Hex } from './checksum.js';
+import { ContentHasher, contentPrefix, sha256Hex, SMALL_CONTENT } from './checksum.js';
 
 export { ObjectType, RepoMode, OstreeError };
 
@@ -106,13 +106,12 @@ export interface WriteContentOptions {
   payload?: Buffer | { stream: Readable; length: number };
 }
 
-const SMALL_CONTENT = 1 << 20;
+const PATH_MAX = 4096;
 
 // A signal must not leave a libostree thread blocked on a pipe that this process, about to exit,
 // would never feed nor close (the exit waits for that thread): cancel such writes (registered
 // first, so it runs after every later cleanup action).
 onInterrupt(cancelStreamedWrites);
-const PATH_MAX = 4096;
 
 /**
  * libostree builds an object's path from whatever string it is given (load_file, has_object,
@@ -301,6 +300,22 @@ export class Repo {
     const { info, xattrs } = this.native.loadFile(checksum, false);
     const isLink = info.type === 'symlink';
     return { header: fileHeaderOf(info, xattrs, checksum), size: isLink ? 0 : info.size };
+  }
+
+  /**
+   * `readFileHeader` plus the loose file holding the payload, for a content object whose loose
+   * file is in this repository (bare modes); null otherwise (another mode, or an object held by a
+   * parent repository (core.parent) or still staged, which only libostree's streams can read).
+   */
+  looseFileHeader(checksum: string): { header: FileHeader; size: number; path: string } | null {
+    const path = this.loosePayloadPath(checksum);
+    if (!path) return null;
+    if (this.mode === 'bare-user') {
+      const direct = this.bareUserHeader(checksum);
+      if (direct) return { ...direct, path };
+    }
+    if (!lstatSync(path, { throwIfNoEntry: false })) return null;
+    return { ...this.readFileHeader(checksum), path };
   }
 
   /**

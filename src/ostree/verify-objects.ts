@@ -6,7 +6,7 @@
 import { OBJECT_TYPE_NAMES } from '../../ostree-bindings/index.js';
 import { ObjectChecksumError, OstreeOciError } from '../errors.js';
 import { parseCommit, parseDirMeta, parseDirTree } from '../gvariant/ostree-types.js';
-import { lstatSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { ContentBatch, contentPrefix, sha256Hex, SMALL_CONTENT } from './checksum.js';
 import { ObjectType, type Repo } from './repo.js';
 
@@ -64,10 +64,10 @@ export async function verifyCommitObjects(
     if (checked.length) onProgress?.(done, objects.length);
   };
   const stageSmallFile = (checksum: string): boolean => {
-    const path = repo.loosePayloadPath(checksum);
     // Not a loose file here (a parent repository's object, or staged): libostree's stream.
-    if (!path || !lstatSync(path, { throwIfNoEntry: false })) return false;
-    const { header, size } = repo.readFileHeader(checksum);
+    const loose = repo.looseFileHeader(checksum);
+    if (!loose) return false;
+    const { header, size, path } = loose;
     if (size > SMALL_CONTENT) return false;
     let data = EMPTY;
     if ((header.mode & 0o170000) === 0o100000 && size > 0) {

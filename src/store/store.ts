@@ -364,7 +364,6 @@ function normalizeImgref(s: string): string {
   return formatImageReference(toImageReference(s));
 }
 
-/** Every image ref in the store: (imgref, image ref). */
 /**
  * Every image ref of the store. A ref whose name does not unescape (written by another tool, or
  * by hand) is still listed, named by its raw suffix with `nameError` set: one such ref used to

@@ -77,7 +77,7 @@ export function registerImageSources(group: Command): void {
     if (opts.dump && opts.printDigest) throw new UsageError('--dump and --print-digest both write to stdout; use one (with -o for the image)');
     if (opts.output === '-' && (opts.dump || opts.printDigest)) throw new UsageError('-o - writes the image to stdout; it cannot be combined with --dump or --print-digest');
     if (opts.output === '-' && process.stdout.isTTY) throw new UsageError('stdout is a tty; refusing to write an image to it');
-    if (opts.output !== undefined && opts.output !== '-') await (await import('../../composefs/erofs/writer.js')).checkImageOutput(opts.output);
+    if (opts.output !== undefined && opts.output !== '-') await (await import('../../composefs/index.js')).checkImageOutput(opts.output);
     const rules = treeOptions(opts);
     const tick = progress('composefs');
     let root: TreeNode;

@@ -86,8 +86,8 @@ export function register(program: Command): void {
       // generation (to 2×16 MiB of semi-spaces) for nothing; keep it at its initial size. Only
       // the growth policy changes (read at each resize), in this CLI process only.
       v8.setFlagsFromString('--semi-space-growth-factor=1');
-      const { parseDumpfile, buildErofs, writeImageFile, writeImageStream } = await import('../../composefs/index.js');
-      if (image !== '-') await (await import('../../composefs/erofs/writer.js')).checkImageOutput(image);
+      const { parseDumpfile, buildErofs, checkImageOutput, writeImageFile, writeImageStream } = await import('../../composefs/index.js');
+      if (image !== '-') await checkImageOutput(image);
       const { FsVerityHasher } = await import('../../composefs/fsverity.js');
       const input = await openDump(opts.fromDump);
       const source = opts.fromDump === '-' ? '<stdin>' : opts.fromDump;
