@@ -312,6 +312,23 @@ t.test('scanLayer: whiteouts are order-independent within a layer', async (t) =>
   t.ok(op.op === 'put' && op.inode.content === undefined && op.inode.digest?.length === 32, 'big file: digest only');
 });
 
+t.test('a symlink is 0777 whatever mode its tar header gives, as extraction makes it', async (t) => {
+  const dir = tmp(t);
+  const digests = [];
+  for (const mode of [0o644, 0o777]) {
+    const tar = await craftTar(join(dir, `${mode}.tar`), [{ name: 'lnk', type: 'symlink', linkname: 'target', mode }]);
+    const ref = await buildImage(join(dir, `img${mode}`), [tar]);
+    t.equal(parseDump(ok(t, 'composefs', ref, '--dump')).get('/lnk')?.mode, '120777', `header mode ${mode.toString(8)}`);
+    digests.push(ok(t, 'composefs', ref).trim());
+    // GNU tar extracts it (as root) with 0777 too: the directory path agrees.
+    const x = join(dir, `x${mode}`);
+    mkdirSync(x);
+    sh(`tar -C '${x}' -xpf '${tar}' && touch -h -d @${T0} '${x}' && chmod 555 '${x}'`);
+    t.equal(ok(t, 'composefs', '--dir', x).trim(), digests.at(-1), `header mode ${mode.toString(8)}: = the extracted directory`);
+  }
+  t.equal(digests[0], digests[1]);
+});
+
 function tars2(dir: string): string {
   sh(`mkdir -p '${dir}/one' && head -c 100000 /dev/urandom > '${dir}/one/f'`);
   return tarLayer(join(dir, 'one'), join(dir, 'one.tar'), ['f'], { recursive: false });

@@ -16,6 +16,7 @@ import { paxRecord, tarWithPax } from './helpers/tar.js';
 import { exportChunk, exportCommitTar, exportFinalChunk } from '../src/container/tar-export.js';
 import { CommitImporter } from '../src/container/tar-import.js';
 import { TarReader } from '../src/container/tar-reader.js';
+import { indexTar } from '../src/oci/tar-index.js';
 import { collectContent } from '../src/container/chunking.js';
 import { ostreeInit } from '../scripts/lib/sample-tree.js';
 import { makeSampleRepo, readTarEntries, sha256hex, writeTarEntries, countObjects, type LayerEntry } from './container-helpers.js';
@@ -565,4 +566,83 @@ t.test('entries are read as tar-rs reads them, or refused where readers would di
     await t.rejects(first([hdr(name, type, 1024, type === EntryType.Directory ? undefined : 'x'), Buffer.alloc(1024), file]), new RegExp(`entry of type '${String.fromCharCode(type)}' has a size of 1024 bytes`), `type ${String.fromCharCode(type)} with a size`);
   }
   t.equal((await first([hdr('dir/', EntryType.Directory, 0), file]))!.size, 0, 'a directory of size 0 is fine');
+});
+
+t.test('extended headers resolve alike in all three tar readers (import, composefs layers, oci-archive index)', async (t) => {
+  const dir = tmp(t);
+  const hdr = (name: string, type: number, size: number, opts: { link?: string; uid?: number; mode?: number } = {}): Buffer => {
+    const h = Header.gnu();
+    h.buf.write(name, 0, 'utf8');
+    h.buf[156] = type;
+    h.setMode(opts.mode ?? 0o644);
+    h.setUid(opts.uid ?? 0);
+    h.setGid(0);
+    h.setSize(size);
+    if (opts.link !== undefined) h.buf.write(opts.link, 157, 'utf8');
+    h.setCksum();
+    return Buffer.from(h.buf);
+  };
+  const meta = (type: EntryType, body: Buffer): Buffer[] => [hdr('././@LongLink', type, body.length), body, padding(body.length)];
+  const pax = (...kvs: string[]): Buffer[] => meta(EntryType.XHeader, Buffer.from(kvs.map((kv) => paxRecord(kv)).join(''), 'latin1'));
+  const L = (s: string): Buffer[] => meta(EntryType.GNULongName, Buffer.from(`${s}\0`));
+  const K = (s: string): Buffer[] => meta(EntryType.GNULongLink, Buffer.from(`${s}\0`));
+  const file = hdr('short', EntryType.Regular, 0);
+  const sym = hdr('sym', EntryType.Symlink, 0, { link: 'h' });
+  const tarOf = (parts: Buffer[]): Buffer => Buffer.concat([...parts, END_OF_ARCHIVE]);
+  type Seen = { path: string; link: string };
+  const viaImport = async (parts: Buffer[]): Promise<Seen> => {
+    const e = (await new TarReader(Readable.from([tarOf(parts)]), 'x.tar').next())!;
+    return { path: e.path, link: e.linkname };
+  };
+  const viaComposefs = async (parts: Buffer[]): Promise<Seen> => {
+    let seen: Seen | undefined;
+    await parseLayerTar([tarOf(parts)], 'x.tar', (e) => {
+      seen ??= { path: e.path.toString(), link: e.linkpath.toString() };
+      return undefined;
+    });
+    return seen!;
+  };
+  let n = 0;
+  const viaIndex = async (parts: Buffer[]): Promise<Seen> => {
+    const f = join(dir, `i${n++}.tar`);
+    writeFileSync(f, tarOf(parts));
+    const [e] = [...(await indexTar(f)).values()];
+    return { path: e!.name, link: e!.linkname ?? '' };
+  };
+  for (const [reader, read] of [['import', viaImport], ['composefs', viaComposefs], ['oci-archive index', viaIndex]] as const) {
+    t.equal((await read([...L('long/name'), ...pax('path=pax/name'), file])).path, 'long/name', `${reader}: L over PAX path`);
+    t.equal((await read([...pax('path=pax/name'), ...L('long/name'), file])).path, 'long/name', `${reader}: L over PAX path, either order`);
+    t.equal((await read([...pax('path=pax/name'), file])).path, 'pax/name', `${reader}: PAX path over the header`);
+    t.equal((await read([...K('long/target'), ...pax('linkpath=pax/target'), sym])).link, 'long/target', `${reader}: K over PAX linkpath`);
+    await t.rejects(read([...L('a'), ...L('b'), file]), /two GNU long name headers before one entry/, `${reader}: two L`);
+    await t.rejects(read([...K('a'), ...K('b'), sym]), /two GNU long link headers before one entry/, `${reader}: two K`);
+    await t.rejects(read([...pax('uid=1'), ...pax('mtime=5'), file]), /two PAX headers before one entry/, `${reader}: two PAX headers`);
+    await t.rejects(read([...pax('path=a', 'path=b'), file]), /record "path" given twice/, `${reader}: a PAX key twice`);
+    await t.rejects(read([...pax('SCHILY.xattr.user.a=1', 'SCHILY.xattr.user.a=2'), file]), /record "SCHILY\.xattr\.user\.a" given twice/, `${reader}: an xattr twice`);
+  }
+
+  // The composefs reader: type '0' with a trailing slash is a file (Go), NUL-type one a directory;
+  // values an image cannot hold are refused, naming the entry.
+  const kinds: string[] = [];
+  await parseLayerTar([tarOf([hdr('a/', 0x30, 0), hdr('b/', 0, 0), hdr('c/', EntryType.Directory, 0)])], 'k.tar', (e) => {
+    kinds.push(`${e.path.toString()} ${e.kind}`);
+    return undefined;
+  });
+  t.same(kinds, ['a/ file', 'b/ dir', 'c/ dir']);
+  const refused = async (parts: Buffer[], re: RegExp, what: string): Promise<void> => {
+    await t.rejects(parseLayerTar([tarOf(parts)], 'r.tar', () => undefined), re, what);
+  };
+  await refused([...pax('uid=4294967296'), file], /r\.tar: uid 4294967296 does not fit in 32 bits \(entry "short"/, 'uid beyond 32 bits');
+  await refused([...pax('gid=99999999999'), file], /gid 99999999999 does not fit in 32 bits/, 'gid beyond 32 bits');
+  await refused([...pax('mtime=9223372036854775808'), file], /mtime 9223372036854775808 does not fit in 64 bits/, 'mtime 2^63');
+  await refused([...pax('mtime=-9223372036854775809'), file], /mtime -9223372036854775809 does not fit in 64 bits/, 'mtime below -2^63');
+  for (const [ma, mi] of [[4096, 0], [0, 1048576]]) {
+    await refused([...pax(`SCHILY.devmajor=${ma}`, `SCHILY.devminor=${mi}`), hdr('c', EntryType.Char, 0)], new RegExp(`device ${ma}:${mi} cannot be stored`), `device ${ma}:${mi}`);
+  }
+  let edge: string | undefined;
+  await parseLayerTar([tarOf([...pax('uid=4294967295', 'mtime=-9223372036854775808', 'SCHILY.devmajor=4095', 'SCHILY.devminor=1048575'), hdr('c', EntryType.Char, 0)])], 'e.tar', (e) => {
+    edge = `${e.uid} ${e.mtimeSec} ${e.devmajor}:${e.devminor}`;
+    return undefined;
+  });
+  t.equal(edge, '4294967295 -9223372036854775808 4095:1048575', 'the largest values that fit are kept');
 });

@@ -181,6 +181,52 @@ t.test('a name a layer whites out and fills again: seal and verify work, the lay
   t.equal(m.layers[1]!.annotations![ANNOTATION_LAYER_DIGEST], ok(t, 'composefs', equiv, '--xattrs', 'all').trim(), 'layer 1 digest = its overlayfs form');
 });
 
+t.test('per-layer digest: whiteouts inside an opaque directory are left out, so opacity is not lost', async (t) => {
+  const dir = tmp(t);
+  const base = await craftTar(join(dir, 'base.tar'), [
+    { name: 'd/', type: 'directory' },
+    { name: 'd/secret', content: 'lower\n' },
+    { name: 'd/g', content: 'g\n' },
+  ]);
+  // Same entries under d; A also whites d out (so d is opaque), C marks it opaque and has a
+  // whiteout deeper down (its parent d/sub implicit), B leaves d transparent.
+  const same = [
+    { name: 'd/', type: 'directory' as const, mtime: T0 + 2 },
+    { name: 'd/f', content: 'f\n', mtime: T0 + 4 },
+    { name: 'd/.wh.g' },
+  ];
+  const layerA = await craftTar(join(dir, 'a.tar'), [{ name: '.wh.d' }, ...same]);
+  const layerB = await craftTar(join(dir, 'b.tar'), same);
+  const layerC = await craftTar(join(dir, 'c.tar'), [{ name: 'd/.wh..wh..opq' }, ...same, { name: 'd/sub/.wh.x' }]);
+  const layerDigest = async (top: string, name: string): Promise<{ merged: string; layer: string }> => {
+    const img = await buildImage(join(dir, name), [base, top]);
+    const sealed = join(dir, `${name}-sealed`);
+    ok(t, 'seal', img, `oci:${sealed}`);
+    t.equal(verify(`oci:${sealed}`).status, 0, `${name}: seal → verify`);
+    const m = readManifest(sealed);
+    return { merged: m.annotations![ANNOTATION_COMPOSEFS_DIGEST]!, layer: m.layers[1]!.annotations![ANNOTATION_LAYER_DIGEST]! };
+  };
+  const a = await layerDigest(layerA, 'a');
+  const b = await layerDigest(layerB, 'b');
+  const c = await layerDigest(layerC, 'c');
+  t.not(a.merged, b.merged, 'the merged trees differ (d/secret hidden in A only)');
+  t.not(a.layer, b.layer, 'so do the per-layer digests');
+  // The overlayfs forms on disk: A and C an opaque d without whiteouts, B a plain d with g's.
+  const equiv = async (name: string, script: string): Promise<string> => {
+    const e = join(dir, `${name}-equiv`);
+    sh(`mkdir -p '${e}/d' && cd '${e}' && echo f > d/f && ${script} && touch -d @${T0 + 4} d/f && touch -d @${T0 + 2} d`);
+    tarLayer(e, join(dir, `${name}-equiv.tar`), ['d']);
+    return ok(t, 'composefs', await buildImage(join(dir, `${name}-equiv-img`), [join(dir, `${name}-equiv.tar`)]), '--xattrs', 'all').trim();
+  };
+  t.equal(a.layer, await equiv('a', 'setfattr -n trusted.overlay.opaque -v y d'), 'A: opaque d, no whiteout device');
+  t.equal(b.layer, await equiv('b', `mknod d/g c 0 0 && chmod 000 d/g && touch -d @${T0} d/g`), 'B: d with the whiteout device');
+  t.equal(
+    c.layer,
+    await equiv('c', `mkdir d/sub && touch -d @${T0 + 4} d/sub && setfattr -n trusted.overlay.opaque -v y d`),
+    'C: opaque d, its implicit d/sub kept (0755 root, newest mtime), no whiteout devices',
+  );
+});
+
 t.test('edited annotations, replaced and corrupted layers fail by name', async (t) => {
   const dir = tmp(t);
   const tars = await makeRichLayers(join(dir, 'src'));

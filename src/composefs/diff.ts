@@ -76,8 +76,9 @@ export function showBytes(b: Buffer): string {
   return b.toString('latin1');
 }
 
-const majorOf = (rdev: bigint): bigint => ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
-const minorOf = (rdev: bigint): bigint => (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+// glibc's dev_t encoding (32-bit major and minor in 64 bits).
+const majorOf = (rdev: bigint): bigint => ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n);
+const minorOf = (rdev: bigint): bigint => (rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n);
 
 function contentId(n: TreeNode): string {
   if (n.digest) return n.digest.toString('hex');

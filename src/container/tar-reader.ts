@@ -11,7 +11,7 @@
  */
 import { Readable } from 'node:stream';
 import { ContainerFormatError } from './errors.js';
-import { paxDecimal, parsePaxRecords } from '../oci/tar-pax.js';
+import { EntryExtensions, paxDecimal, parsePaxRecords } from '../oci/tar-pax.js';
 import { BLOCK, cstr, F, parseNumeric } from './tar-header.js';
 
 export interface TarEntry {
@@ -177,10 +177,7 @@ export class TarReader {
     if (this.ended) return null;
     await this.skipCurrent();
     this.current = null;
-    let longName: string | undefined;
-    let longLink: string | undefined;
-    const pax = new Map<string, Buffer>();
-    let sawPax = false;
+    const ext = new EntryExtensions((msg) => this.fail(msg));
     for (;;) {
       const offset = this.src.pos;
       const h = await this.src.take(BLOCK);
@@ -204,32 +201,26 @@ export class TarReader {
       } catch (e) {
         this.fail(`bad size field in header at byte ${offset}: ${(e as Error).message}`);
       }
-      // tar-rs refuses a second long name, long link or PAX header before one entry; a key given
-      // twice is refused too (readers differ on which one wins).
+      // Extended headers: one of each at most, resolved as by every reader here (EntryExtensions).
       if (type === 'L' || type === 'K') {
-        const kind = `GNU long ${type === 'L' ? 'name' : 'link'}`;
-        if ((type === 'L' ? longName : longLink) !== undefined) this.fail(`two ${kind} headers before one entry (second at byte ${offset})`);
-        const body = await this.readMetaBody(size, kind);
-        const s = cstr(body).toString('utf8');
-        if (type === 'L') longName = s;
-        else longLink = s;
+        ext.addLong(type, await this.readMetaBody(size, `GNU long ${type === 'L' ? 'name' : 'link'}`), offset);
         continue;
       }
-      if (type === 'x' || type === 'g') {
-        if (type === 'x' && sawPax) this.fail(`two PAX headers before one entry (second at byte ${offset})`);
-        const body = await this.readMetaBody(size, type === 'x' ? 'PAX' : 'PAX global');
-        const recs = parsePaxRecords(body, (msg) => {
-          throw new ContainerFormatError(`${this.what}: PAX header at byte ${offset}: ${msg}`);
-        });
-        if (type === 'x') {
-          sawPax = true;
-          for (const { key, value } of recs) {
-            const k = key.toString('utf8');
-            if (pax.has(k)) this.fail(`PAX header at byte ${offset}: record ${JSON.stringify(k)} given twice`);
-            pax.set(k, value);
-          }
-        }
+      if (type === 'x') {
+        const body = await this.readMetaBody(size, 'PAX');
+        ext.addPax(body, offset);
         continue;
+      }
+      if (type === 'g') {
+        parsePaxRecords(await this.readMetaBody(size, 'PAX global'), (msg) => this.fail(`PAX header at byte ${offset}: ${msg}`));
+        continue;
+      }
+      const pax = new Map<string, Buffer>();
+      for (const { key, value } of ext.records) {
+        const k = key.toString('utf8');
+        // Two keys that differ only in invalid UTF-8 would collide here.
+        if (pax.has(k)) this.fail(`PAX record ${JSON.stringify(k)} given twice`);
+        pax.set(k, value);
       }
       const magic = h.subarray(F.magic[0], F.magic[0] + 6).toString('latin1');
       let name = cstr(h.subarray(F.name[0], F.name[0] + F.name[1])).toString('utf8');
@@ -264,9 +255,8 @@ export class TarReader {
         if (n === undefined) this.fail(`bad PAX ${k}=${JSON.stringify(v)}`, entry);
         return n;
       };
-      // tar-rs' precedence: a GNU long name/link, then PAX path/linkpath, then the header field.
-      entry.path = longName ?? paxStr('path') ?? entry.path;
-      entry.linkname = longLink ?? paxStr('linkpath') ?? entry.linkname;
+      entry.path = ext.path(Buffer.from(entry.path)).toString('utf8');
+      entry.linkname = ext.linkpath(Buffer.from(entry.linkname)).toString('utf8');
       entry.size = paxNum('size') ?? entry.size;
       entry.uid = paxNum('uid') ?? entry.uid;
       entry.gid = paxNum('gid') ?? entry.gid;

@@ -8,7 +8,7 @@
  */
 import { open } from 'node:fs/promises';
 import { OciFormatError } from './errors.js';
-import { paxDecimal, parsePaxRecords } from './tar-pax.js';
+import { EntryExtensions, paxDecimal } from './tar-pax.js';
 
 export interface TarEntryLocation {
   name: string;
@@ -41,16 +41,6 @@ function parseNumeric(b: Buffer, start: number, len: number, what: string): numb
   if (s === '') return 0;
   if (!/^[0-7]+$/.test(s)) throw new OciFormatError(`${what}: invalid octal field ${JSON.stringify(s)}`);
   return parseInt(s, 8);
-}
-
-/** PAX records → map (utf8), strictly (tar-pax.ts). */
-function parsePax(data: Buffer, what: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const fail = (msg: string): never => {
-    throw new OciFormatError(`${what}: ${msg}`);
-  };
-  for (const { key, value } of parsePaxRecords(data, fail)) out.set(key.toString('utf8'), value.toString('utf8'));
-  return out;
 }
 
 export function normalizeTarName(name: string): string {
@@ -92,9 +82,9 @@ export async function indexTar(path: string): Promise<Map<string, TarEntryLocati
     const entries = new Map<string, TarEntryLocation>();
     const hdr = Buffer.alloc(BLOCK);
     let pos = 0;
-    let longName: string | undefined;
-    let longLink: string | undefined;
-    let pax: Map<string, string> | undefined;
+    let ext = new EntryExtensions((msg) => {
+      throw new OciFormatError(`tar ${path}: ${msg}`);
+    });
     const readData = async (off: number, size: number, what: string): Promise<Buffer> => {
       if (size > 16 << 20) throw new OciFormatError(`${what}: extended header of ${size} bytes is too large`);
       const b = Buffer.alloc(size);
@@ -118,20 +108,19 @@ export async function indexTar(path: string): Promise<Map<string, TarEntryLocati
       if (stored !== sum) throw new OciFormatError(`${where}: header checksum mismatch (stored ${stored}, computed ${sum})`);
       const type = String.fromCharCode(hdr[156]!) === '\0' ? '0' : String.fromCharCode(hdr[156]!);
       let size = parseNumeric(hdr, 124, 12, `${where} size`);
-      if (pax?.has('size')) {
-        const v = paxDecimal(pax.get('size')!);
-        if (v === undefined) throw new OciFormatError(`${where}: bad PAX size ${JSON.stringify(pax.get('size'))}`);
+      const paxSize = ext.pax('size')?.toString('utf8');
+      if (paxSize !== undefined) {
+        const v = paxDecimal(paxSize);
+        if (v === undefined) throw new OciFormatError(`${where}: bad PAX size ${JSON.stringify(paxSize)}`);
         size = v;
       }
       const dataOff = pos + BLOCK;
       const next = dataOff + Math.ceil(size / BLOCK) * BLOCK;
       if (dataOff + size > fileSize) throw new OciFormatError(`${where}: entry data runs past end of file (truncated archive)`);
-      if (type === 'L') {
-        longName = cstr(await readData(dataOff, size, where), 0, size);
-      } else if (type === 'K') {
-        longLink = cstr(await readData(dataOff, size, where), 0, size);
+      if (type === 'L' || type === 'K') {
+        ext.addLong(type, await readData(dataOff, size, where), pos);
       } else if (type === 'x') {
-        pax = parsePax(await readData(dataOff, size, where), where);
+        ext.addPax(await readData(dataOff, size, where), pos);
       } else if (type === 'g') {
         // global PAX header: nothing we need
       } else {
@@ -141,16 +130,14 @@ export async function indexTar(path: string): Promise<Map<string, TarEntryLocati
           const prefix = cstr(hdr, 345, 155);
           if (prefix) name = `${prefix}/${name}`;
         }
-        if (longName !== undefined) name = longName;
-        if (pax?.has('path')) name = pax.get('path')!;
-        let linkname: string | undefined = cstr(hdr, 157, 100) || undefined;
-        if (longLink !== undefined) linkname = longLink;
-        if (pax?.has('linkpath')) linkname = pax.get('linkpath');
+        name = ext.path(Buffer.from(name)).toString('utf8');
+        const linkname = ext.linkpath(Buffer.from(cstr(hdr, 157, 100))).toString('utf8');
         const e: TarEntryLocation = { name: normalizeTarName(name), type, offset: dataOff, size };
-        if (linkname !== undefined) e.linkname = linkname;
+        if (linkname !== '') e.linkname = linkname;
         entries.set(e.name, e);
-        longName = longLink = undefined;
-        pax = undefined;
+        ext = new EntryExtensions((msg) => {
+          throw new OciFormatError(`tar ${path}: ${msg}`);
+        });
       }
       pos = next;
     }

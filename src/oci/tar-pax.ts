@@ -42,3 +42,63 @@ export function paxDecimal(text: string): number | undefined {
   const n = Number(text);
   return Number.isSafeInteger(n) ? n : undefined;
 }
+
+/**
+ * The GNU long name (`L`), long link (`K`) and PAX (`x`) headers that precede one tar entry,
+ * collected and resolved the same way by every tar reader here (the oci-archive index, the ostree
+ * import reader, the composefs layer reader), so that no two of them, and no mainstream reader,
+ * see different entries in the same bytes:
+ *
+ *  - a second long name, long link or PAX header before one entry is refused, and so is a PAX key
+ *    given twice (tar-rs refuses the former; Go's archive/tar keeps the last one; GNU tar merges);
+ *  - a long name/link wins over PAX `path`/`linkpath`, which win over the header's fields (the
+ *    order of tar-rs and of Go's archive/tar).
+ */
+export class EntryExtensions {
+  longName: Buffer | undefined;
+  longLink: Buffer | undefined;
+  /** The PAX records of the entry's `x` header, in order (keys unique). */
+  records: Array<{ key: Buffer; value: Buffer }> = [];
+  private sawPax = false;
+  private readonly keys = new Set<string>();
+
+  constructor(private readonly fail: (msg: string) => never) {}
+
+  /** The body of an `L` or `K` header at byte `offset` (the name ends at its first NUL). */
+  addLong(type: 'L' | 'K', body: Buffer, offset: number): void {
+    const kind = `GNU long ${type === 'L' ? 'name' : 'link'}`;
+    if ((type === 'L' ? this.longName : this.longLink) !== undefined) this.fail(`two ${kind} headers before one entry (second at byte ${offset})`);
+    const nul = body.indexOf(0);
+    const s = Buffer.from(nul < 0 ? body : body.subarray(0, nul));
+    if (type === 'L') this.longName = s;
+    else this.longLink = s;
+  }
+
+  /** The body of an `x` header at byte `offset`. */
+  addPax(body: Buffer, offset: number): void {
+    if (this.sawPax) this.fail(`two PAX headers before one entry (second at byte ${offset})`);
+    this.sawPax = true;
+    for (const r of parsePaxRecords(body, (msg) => this.fail(`PAX header at byte ${offset}: ${msg}`))) {
+      const k = r.key.toString('latin1');
+      if (this.keys.has(k)) this.fail(`PAX header at byte ${offset}: record ${JSON.stringify(r.key.toString('utf8'))} given twice`);
+      this.keys.add(k);
+      this.records.push(r);
+    }
+  }
+
+  /** The value of PAX record `key`, if given. */
+  pax(key: string): Buffer | undefined {
+    if (!this.keys.has(key)) return undefined;
+    return this.records.find((r) => r.key.toString('latin1') === key)!.value;
+  }
+
+  /** The entry's name: long name, else PAX `path`, else the header's (ustar prefix + name). */
+  path(fromHeader: Buffer): Buffer {
+    return this.longName ?? this.pax('path') ?? fromHeader;
+  }
+
+  /** The entry's link target: long link, else PAX `linkpath`, else the header's. */
+  linkpath(fromHeader: Buffer): Buffer {
+    return this.longLink ?? this.pax('linkpath') ?? fromHeader;
+  }
+}

@@ -9,12 +9,14 @@
  * Understood: ustar (with `prefix`), GNU (`L`/`K` long names and links, base-256 numbers, also
  * negative mtimes), PAX `x` records (`path`, `linkpath`, `size`, `uid`, `gid`, `mtime` with an
  * optional fraction, `SCHILY.xattr.*`, `SCHILY.devmajor`/`devminor`; `g` records are read and
- * ignored), v7 headers (a name ending in `/` is a directory). Every header checksum is checked;
+ * ignored), old headers (type flag NUL and a name ending in `/`: a directory). Extended headers
+ * resolve as in the other readers (EntryExtensions: a long name wins over PAX `path`; a second
+ * one, or a PAX key given twice, is refused). Every header checksum is checked;
  * input that ends inside a header or an entry, or without the end-of-archive marker, is an error
  * naming the layer and the entry. Sparse files and other exotic types are refused by name.
  */
 import { cstr, F } from '../../container/tar-header.js'; // header field offsets, shared reader parts
-import { paxDecimal, parsePaxRecords } from '../../oci/tar-pax.js';
+import { EntryExtensions, paxDecimal, parsePaxRecords } from '../../oci/tar-pax.js';
 import { ComposefsSourceError } from './errors.js';
 
 export const TAR_BLOCK = 512;
@@ -113,9 +115,7 @@ export class LayerTarParser {
   private pad = 0;
   private sink: EntrySink | undefined;
   private current: RawTarEntry | undefined;
-  private longName: Buffer | undefined;
-  private longLink: Buffer | undefined;
-  private pax: { key: Buffer; value: Buffer }[] = [];
+  private ext = this.newExtensions();
   private zeroBlocks = 0;
   private endOffset = -1;
 
@@ -124,6 +124,10 @@ export class LayerTarParser {
     readonly what: string,
     private readonly onEntry: (e: RawTarEntry) => EntrySink | undefined,
   ) {}
+
+  private newExtensions(): EntryExtensions {
+    return new EntryExtensions((msg) => this.fail(msg));
+  }
 
   private fail(msg: string, details: Record<string, unknown> = {}): never {
     const e = this.current;
@@ -251,12 +255,9 @@ export class LayerTarParser {
     this.meta = undefined;
     this.state = State.Header;
     const body = Buffer.concat(m.parts);
-    if (m.type === 'L') this.longName = Buffer.from(cstr(body));
-    else if (m.type === 'K') this.longLink = Buffer.from(cstr(body));
-    else {
-      const recs = parsePaxRecords(body, (msg) => this.fail(`PAX header at byte ${m.offset}: ${msg}`));
-      if (m.type === 'x') this.pax.push(...recs);
-    }
+    if (m.type === 'L' || m.type === 'K') this.ext.addLong(m.type, body, m.offset);
+    else if (m.type === 'x') this.ext.addPax(body, m.offset);
+    else parsePaxRecords(body, (msg) => this.fail(`PAX header at byte ${m.offset}: ${msg}`)); // 'g': checked, not used
   }
 
   private num(h: Buffer, f: readonly [number, number], field: string, offset: number): bigint {
@@ -290,8 +291,8 @@ export class LayerTarParser {
     const e: RawTarEntry = {
       kind: 'file',
       typeflag: type,
-      path: this.longName ?? name,
-      linkpath: this.longLink ?? Buffer.from(cstr(h.subarray(F.linkname[0], F.linkname[0] + F.linkname[1]))),
+      path: this.ext.path(name),
+      linkpath: this.ext.linkpath(Buffer.from(cstr(h.subarray(F.linkname[0], F.linkname[0] + F.linkname[1])))),
       mode: Number(field(F.mode, 'mode') & 0o7777n),
       uid: Number(field(F.uid, 'uid')),
       gid: Number(field(F.gid, 'gid')),
@@ -308,12 +309,9 @@ export class LayerTarParser {
       e.devminor = Number(field(F.devminor, 'devminor'));
     }
     this.current = e;
-    for (const { key, value } of this.pax) {
+    for (const { key, value } of this.ext.records) {
       if (key.length > XATTR_PREFIX.length && key.subarray(0, XATTR_PREFIX.length).equals(XATTR_PREFIX)) {
-        const k = Buffer.from(key.subarray(XATTR_PREFIX.length));
-        const i = e.xattrs.findIndex((x) => x.key.equals(k));
-        if (i >= 0) e.xattrs.splice(i, 1);
-        e.xattrs.push({ key: k, value });
+        e.xattrs.push({ key: Buffer.from(key.subarray(XATTR_PREFIX.length)), value });
         continue;
       }
       const k = key.toString('latin1');
@@ -325,11 +323,8 @@ export class LayerTarParser {
       };
       switch (k) {
         case 'path':
-          e.path = value;
-          break;
         case 'linkpath':
-          e.linkpath = value;
-          break;
+          break; // resolved above (a GNU long name/link wins)
         case 'size':
           e.size = int('size');
           break;
@@ -355,16 +350,19 @@ export class LayerTarParser {
           if (k.startsWith('GNU.sparse')) this.fail('sparse files are not supported');
       }
     }
-    this.pax = [];
-    this.longName = undefined;
-    this.longLink = undefined;
+    this.ext = this.newExtensions();
     this.entryStart = -1;
+    this.checkRanges(e);
 
     switch (type) {
       case '0':
-      case '\0':
       case '7':
-        e.kind = e.path.length > 0 && e.path[e.path.length - 1] === 0x2f && type !== '7' ? 'dir' : 'file';
+        e.kind = 'file';
+        break;
+      case '\0':
+        // Old (pre-POSIX) archives mark directories with a trailing slash; Go's archive/tar (what
+        // container runtimes extract with) reads it so for this type flag only, not for '0'.
+        e.kind = e.path.length > 0 && e.path[e.path.length - 1] === 0x2f ? 'dir' : 'file';
         break;
       case '1':
         e.kind = 'hardlink';
@@ -392,13 +390,28 @@ export class LayerTarParser {
     }
     // Only regular files carry data; other types' size fields are ignored (some writers store the
     // link target's size there). A v7 directory's body would be skipped as data.
-    const dataSize = e.kind === 'file' ? e.size : e.kind === 'dir' && (type === '0' || type === '\0') ? e.size : 0;
+    const dataSize = e.kind === 'file' ? e.size : e.kind === 'dir' && type === '\0' ? e.size : 0;
     if (e.kind !== 'file') e.size = 0;
     const sink = this.onEntry(e);
     this.sink = e.kind === 'file' ? sink : undefined;
     this.remaining = dataSize;
     this.pad = (TAR_BLOCK - (dataSize % TAR_BLOCK)) % TAR_BLOCK;
     this.state = State.Body;
+  }
+
+  /**
+   * Values an image cannot hold are refused rather than wrapped: composefs (EROFS) stores uid and
+   * gid in 32 bits, mtime in 64, and a device number as the kernel's 32-bit dev_t (12-bit major,
+   * 20-bit minor); Go's archive/tar refuses times beyond 64 bits too.
+   */
+  private checkRanges(e: RawTarEntry): void {
+    for (const [what, v] of [['uid', e.uid], ['gid', e.gid]] as const) {
+      if (!(v >= 0 && v <= 0xffffffff)) this.fail(`${what} ${v} does not fit in 32 bits`);
+    }
+    if (e.mtimeSec < -(1n << 63n) || e.mtimeSec >= 1n << 63n) this.fail(`mtime ${e.mtimeSec} does not fit in 64 bits`);
+    if (!(e.devmajor >= 0 && e.devmajor <= 0xfff && e.devminor >= 0 && e.devminor <= 0xfffff)) {
+      this.fail(`device ${e.devmajor}:${e.devminor} cannot be stored (a Linux dev_t holds majors up to 4095 and minors up to 1048575)`);
+    }
   }
 
   private finishBody(): void {

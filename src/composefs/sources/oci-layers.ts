@@ -184,7 +184,9 @@ export function createLayerScanner(
       return undefined;
     }
     const inode: Inode = {
-      mode: TYPE_BITS[e.kind]! | e.mode,
+      // A symlink's permissions are always 0777 on Linux, whatever the tar says: extracting the
+      // layer gives that, so must the image.
+      mode: e.kind === 'symlink' ? S_IFLNK | 0o777 : TYPE_BITS[e.kind]! | e.mode,
       uid: e.uid,
       gid: e.gid,
       rdev: e.kind === 'char' || e.kind === 'block' ? makedev(e.devmajor, e.devminor) : 0n,
@@ -289,15 +291,28 @@ export function layerAloneTree(scan: LayerScan, lower?: BuildTree): BuildTree {
   }
   // Whiteouts as overlayfs stores them: a removed name is a char device 0/0; a removed name the
   // layer makes a directory again is that directory, opaque (the lower entries stay hidden); one
-  // it fills with anything else needs no marker.
-  for (const op of scan.ops) {
-    if (op.op !== 'whiteout') continue;
+  // it fills with anything else needs no marker. Opacity is settled first: below an opaque
+  // directory a whiteout hides nothing more, and is left out (its parent stays). It must be:
+  // composefs format 1 records a directory's whiteouts with the same xattr as its opacity, so
+  // mkcomposefs would write an opaque directory holding a whiteout exactly as a plain one.
+  const whiteouts = scan.ops.filter((op) => op.op === 'whiteout');
+  for (const op of whiteouts) {
+    const there = tree.lookup([...op.dir, op.name]);
+    if (there?.kids) there.inode.opaque = true;
+  }
+  for (const op of whiteouts) {
     const path = [...op.dir, op.name];
-    const there = tree.lookup(path);
-    if (!there) tree.put(path, { mode: S_IFCHR, uid: op.uid, gid: op.gid, rdev: 0n, size: 0n, mtimeSec: op.mtimeSec, xattrs: [] }, scan.what);
-    else if (there.kids) there.inode.opaque = true;
+    if (tree.lookup(path)) continue;
+    if (underOpaque(tree, op.dir)) tree.parentOf(path, scan.what);
+    else tree.put(path, { mode: S_IFCHR, uid: op.uid, gid: op.gid, rdev: 0n, size: 0n, mtimeSec: op.mtimeSec, xattrs: [] }, scan.what);
   }
   return tree;
+}
+
+/** Whether directory `dir` of `tree`, or one above it, is opaque. */
+function underOpaque(tree: BuildTree, dir: readonly Buffer[]): boolean {
+  for (let i = 0; i <= dir.length; i++) if (tree.lookup(dir.slice(0, i))?.inode.opaque) return true;
+  return false;
 }
 
 export interface ImageLayersOptions extends ImageTreeOptions {
