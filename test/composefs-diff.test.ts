@@ -73,6 +73,8 @@ t.test('each kind of difference, by path and field', async (t) => {
     ['symlink target', edit('/link', /\/target/, '/elsewhere'), [{ path: '/link', field: 'symlink', a: '/target', b: '/elsewhere' }]],
     ['type', edit('/link', /^\/link .*$/, '/link 7 100644 1 0 0 0 1000.0 - /target -'), [{ path: '/link', field: 'type', a: 'symlink', b: 'regular file' }]],
     ['rdev', edit('/dev', / 259 /, ' 260 '), [{ path: '/dev', field: 'rdev', a: '1:3', b: '1:4' }]],
+    // glibc's makedev(5000, 300): major and minor both spill into the high bits.
+    ['rdev, wide', edit('/dev', / 259 /, ' 17592187324460 '), [{ path: '/dev', field: 'rdev', a: '1:3', b: '5000:300' }]],
     ['presence (A only)', BASE.filter((l) => !l.startsWith('/dir/file ')), [{ path: '/dir/file', field: 'presence', a: 'regular file', b: '(absent)' }]],
     ['presence (B only, a directory subtree once)', [...BASE, '/new 4096 40755 2 0 0 0 1000.0 - - -', '/new/x 0 100644 1 0 0 0 1000.0 - - -'], [
       { path: '/new', field: 'presence', a: '(absent)', b: 'directory' },
