@@ -283,8 +283,8 @@ t.test('malformed JSON and archives', async (t) => {
   for (const v of ['0x1e', '3e1', '', '-30']) {
     await t.rejects(openImage(await paxArchive(paxRecord(`size=${v}`))), { constructor: OciFormatError, message: /pax\.tar header at offset 1024: bad PAX size/ }, `PAX size ${JSON.stringify(v)}`);
   }
-  await t.rejects(openImage(await paxArchive('0x0f size=30\n')), { constructor: OciFormatError, message: /pax\.tar header at offset 0: malformed PAX record at byte 0/ }, 'hex record length');
-  await t.rejects(openImage(await paxArchive('10 size30\n')), { constructor: OciFormatError, message: /pax\.tar header at offset 0: PAX record without "=" at byte 0/ }, 'record without "="');
+  await t.rejects(openImage(await paxArchive('0x0f size=30\n')), { constructor: OciFormatError, message: /pax\.tar: PAX header at byte 0: malformed PAX record at byte 0/ }, 'hex record length');
+  await t.rejects(openImage(await paxArchive('10 size30\n')), { constructor: OciFormatError, message: /pax\.tar: PAX header at byte 0: PAX record without "=" at byte 0/ }, 'record without "="');
 });
 
 t.test('verifying streams give the same verdicts hashing on this thread and on a worker', async (t) => {
