@@ -64,6 +64,7 @@ export const pipe2 = libc.func('int pipe2(_Out_ int *fds, int flags)');
 export const memcpy = libc.func('void *memcpy(void *dst, const void *src, size_t n)');
 /** ssize_t is declared int64_t: koffi maps ssize_t results to a type that loses the sign. */
 export const lgetxattr = libc.func('int64_t lgetxattr(const char *path, const char *name, void *value, size_t size)');
+export const flock = libc.func('int flock(int fd, int operation)');
 
 // libostree
 export const ostree_repo_new = ostree.func('void *ostree_repo_new(void *path)');

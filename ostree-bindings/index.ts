@@ -220,6 +220,25 @@ export function readXattr(path: string, name: string): Buffer | null {
   throw Object.assign(new Error(`lgetxattr ${path} ${name}: ${code}`), { code, errno });
 }
 
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+
+/**
+ * Try to take an exclusive flock(2) on an open file (Node has no flock API): true when taken,
+ * false when another open file description holds it. Closing the file releases it, and so does
+ * the death of the process.
+ */
+export function tryLockExclusive(fd: number): boolean {
+  for (;;) {
+    if (F.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+    const errno = koffi.errno();
+    if (errno === koffi.os.errno.EWOULDBLOCK) return false;
+    if (errno === koffi.os.errno.EINTR) continue;
+    const code = Object.entries(koffi.os.errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
+    throw Object.assign(new Error(`flock: ${code}`), { code, errno });
+  }
+}
+
 /** File information from ostree_repo_load_file. */
 export interface FileInfo {
   type: 'regular' | 'symlink';

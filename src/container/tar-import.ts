@@ -702,7 +702,10 @@ export class CommitImporter {
       } else {
         this.repo.writeMetadata(ObjectType.COMMIT, csum, this.commitBytes);
       }
-      if (this.commitmetaBytes) merge = this.storeCommitmeta(csum, this.commitmetaBytes, this.commitmetaDict!);
+      if (this.commitmetaBytes) {
+        await this.repo.lockCommitmeta(); // held until the transaction ends
+        merge = this.storeCommitmeta(csum, this.commitmetaBytes, this.commitmetaDict!);
+      }
     } catch (e) {
       throw withContext(e, `commit ${csum}`, 'commit', csum);
     }

@@ -16,6 +16,7 @@ import {
   REPO_MODE_NAMES,
   RepoMode,
   readXattr,
+  tryLockExclusive,
   validateRev,
   type FileInfo,
   type NativeInputStream,
@@ -150,6 +151,8 @@ export class Repo {
   private inTransaction = false;
   /** Commits written in the open transaction, marked partial until it commits (see markPartial). */
   private partialMarks: Array<{ file: string; existed: boolean }> = [];
+  /** The commitmeta lock's file while held until the transaction ends (lockCommitmeta). */
+  private commitmetaLockFd: number | undefined;
 
   private constructor(
     readonly path: string,
@@ -421,7 +424,40 @@ export class Repo {
       unregister();
       this.inTransaction = false;
       this.partialMarks = [];
+      if (this.commitmetaLockFd !== undefined) {
+        closeSync(this.commitmetaLockFd);
+        this.commitmetaLockFd = undefined;
+      }
     }
+  }
+
+  /**
+   * Take the repository's commitmeta lock, waiting while another ostree-oci process holds it.
+   * libostree reads and writes a commit's detached metadata as a whole, so two processes that
+   * each read it, add their signatures and write it back would lose the signatures of the one
+   * that wrote first. Importers and signers therefore hold this lock (an flock on
+   * `.ostree-oci-commitmeta.lock` in the repository) from their read until their write is
+   * visible: in a transaction until it commits or aborts (the write is staged until then), else
+   * until the returned function is called. Waits by polling, so signals are still handled.
+   */
+  async lockCommitmeta(): Promise<() => void> {
+    if (this.commitmetaLockFd !== undefined) return () => {};
+    const fd = openSync(join(this.path, '.ostree-oci-commitmeta.lock'), 'a', 0o644);
+    try {
+      while (!tryLockExclusive(fd)) await new Promise((r) => setTimeout(r, 20));
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    if (this.inTransaction) {
+      this.commitmetaLockFd = fd;
+      return () => {};
+    }
+    let open = true;
+    return () => {
+      if (open) closeSync(fd);
+      open = false;
+    };
   }
 
   /**

@@ -91,19 +91,33 @@ export function signaturesOf(meta: VarDict | null, key: string): Buffer[] | null
   return v.value as Buffer[];
 }
 
-/** Sign a commit with ed25519; returns the new signature. */
-export function signCommitEd25519(repo: Repo, rev: string, key: Ed25519SecretKey): { commit: string; signature: Buffer } {
+/**
+ * Sign a commit with ed25519; returns the new signature. The read and write of the commitmeta
+ * hold the repository's commitmeta lock (Repo.lockCommitmeta), so concurrent signers and
+ * importers of ostree-oci add to it rather than overwrite each other.
+ */
+export async function signCommitEd25519(repo: Repo, rev: string, key: Ed25519SecretKey): Promise<{ commit: string; signature: Buffer }> {
   const { checksum, bytes } = repo.loadCommit(rev);
   const signature = signData(bytes, key);
-  const meta = repo.readCommitMeta(checksum) ?? [];
-  repo.writeCommitMeta(checksum, serializeMetadata(appendSignature(meta, ED25519_METADATA_KEY, signature)));
+  const unlock = await repo.lockCommitmeta();
+  try {
+    const meta = repo.readCommitMeta(checksum) ?? [];
+    repo.writeCommitMeta(checksum, serializeMetadata(appendSignature(meta, ED25519_METADATA_KEY, signature)));
+  } finally {
+    unlock();
+  }
   return { commit: checksum, signature };
 }
 
-/** GPG-sign through libostree (gpgme), appending to `ostree.gpgsigs`. */
-export function signCommitGpg(repo: Repo, rev: string, keyId: string, homedir?: string): { commit: string } {
+/** GPG-sign through libostree (gpgme), appending to `ostree.gpgsigs` (under the commitmeta lock too). */
+export async function signCommitGpg(repo: Repo, rev: string, keyId: string, homedir?: string): Promise<{ commit: string }> {
   const checksum = repo.resolveRev(rev);
-  repo.native.gpgSignCommit(checksum, keyId, homedir ?? null);
+  const unlock = await repo.lockCommitmeta();
+  try {
+    repo.native.gpgSignCommit(checksum, keyId, homedir ?? null);
+  } finally {
+    unlock();
+  }
   return { commit: checksum };
 }
 

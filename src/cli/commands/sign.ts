@@ -54,18 +54,18 @@ export function register(program: Command): void {
     .option('--gpg-key <id>', 'GPG key id to sign with')
     .option('--gpg-homedir <dir>', 'GnuPG home directory')
     .option('--json', 'machine-readable output')
-    .action((rev: string, opts: { repo: string; keyfile?: string; gpgKey?: string; gpgHomedir?: string; json?: boolean }) => {
+    .action(async (rev: string, opts: { repo: string; keyfile?: string; gpgKey?: string; gpgHomedir?: string; json?: boolean }) => {
       if (Boolean(opts.keyfile) === Boolean(opts.gpgKey)) throw new UsageError('sign needs exactly one of --keyfile or --gpg-key');
       if (opts.gpgHomedir) checkDirectoryOption(opts.gpgHomedir, '--gpg-homedir');
       const key = opts.keyfile ? readSecretKeyFile(opts.keyfile) : null;
       const repo = Repo.open(opts.repo);
       try {
         if (key) {
-          const r = signCommitEd25519(repo, rev, key);
+          const r = await signCommitEd25519(repo, rev, key);
           if (opts.json) printJson({ commit: r.commit, type: 'ed25519', publicKey: key.publicKey.toString('base64'), signature: r.signature.toString('hex') });
           else process.stdout.write(`signed ${r.commit} with ed25519 key ${key.publicKey.toString('base64')}\n`);
         } else {
-          const r = signCommitGpg(repo, rev, opts.gpgKey!, opts.gpgHomedir);
+          const r = await signCommitGpg(repo, rev, opts.gpgKey!, opts.gpgHomedir);
           if (opts.json) printJson({ commit: r.commit, type: 'gpg', keyId: opts.gpgKey });
           else process.stdout.write(`signed ${r.commit} with GPG key ${opts.gpgKey}\n`);
         }
