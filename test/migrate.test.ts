@@ -432,6 +432,56 @@ t.test('a migration killed with SIGKILL leaves no half-written object or danglin
   t.equal(readlinkSync(join(cfs, 'images/refs/os')), `../${rep.image.digest}`);
 });
 
+t.test('a failed or interrupted migration publishes no name and leaves no temporaries, nor --oci output', async (t) => {
+  const d = tmp(t);
+  /** Names published and temporaries of the target after a run that must have changed nothing. */
+  const untouched = async (cfs: string, what: string): Promise<void> => {
+    t.notOk(existsSync(join(cfs, 'images', 'refs')) && readdirSync(join(cfs, 'images', 'refs')).length > 0, `${what}: no image ref`);
+    t.notOk(existsSync(join(cfs, 'streams', 'refs')) && readdirSync(join(cfs, 'streams', 'refs'), { recursive: true }).length > 0, `${what}: no stream ref`);
+    t.same(existsSync(join(cfs, '.ostree-oci-tmp')) ? readdirSync(join(cfs, '.ostree-oci-tmp')) : [], [], `${what}: no temporary file, scratch layout or lock left`);
+    const f = await fsckRepo(await CfsRepo.open(cfs), { skipObjectDigests: true });
+    t.ok(f.ok, `${what}: cfs fsck clean: ${JSON.stringify(f.errors.slice(0, 3))}`);
+  };
+
+  // The OCI step fails after every object and the image were stored: neither name is published.
+  const { repo } = sampleRepo(d);
+  const r = cli(['migrate', '--repo', repo, 'main', '--to', join(d, 'cfs1'), '--oci', 'docker://127.0.0.1:1/x:t']);
+  t.not(r.status, 0, 'an unreachable --oci registry fails the migration');
+  t.match(r.stderr, /docker:\/\/127\.0\.0\.1:1\/x:t/);
+  await untouched(join(d, 'cfs1'), 'failed --oci');
+
+  // A full target: the error names the object and the repository; the other lanes' files go too.
+  const bw = ensureBookwormRepo('bare-user');
+  const mnt = join(d, 'small');
+  mkdirSync(mnt);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=20m', 'tmpfs', mnt]);
+  t.teardown(() => execFileSync('umount', [mnt]));
+  const full = cli(['migrate', '--repo', bw.repo, bw.commit, '--to', join(mnt, 'cfs'), '--name', 'os']);
+  t.not(full.status, 0);
+  t.match(full.stderr, /content object [0-9a-f]{64} \(\/.*\) of .*: cannot write it into .*small\/cfs: ENOSPC/, 'ENOSPC named by object and repository');
+  await untouched(join(mnt, 'cfs'), 'disk full');
+
+  // SIGINT while objects are written, and while the OCI image is built (its scratch layout exists).
+  const interrupted = async (cfs: string, extra: string[], ready: () => boolean, what: string): Promise<void> => {
+    const child = spawn(process.execPath, [CLI, 'migrate', '--repo', bw.repo, bw.commit, '--to', cfs, '--name', 'os', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((res) => child.once('close', (code) => res(code)));
+    for (let i = 0; i < 2400 && child.exitCode === null && !ready(); i++) await new Promise((res) => setTimeout(res, 25));
+    t.ok(ready(), `${what}: reached`);
+    child.kill('SIGINT');
+    t.equal(await exited, 130, `${what}: exit 130 (${stderr.trim()})`);
+    await untouched(cfs, what);
+  };
+  const cfs2 = join(d, 'cfs2');
+  await interrupted(cfs2, [], () => existsSync(join(cfs2, 'objects')) && countObjects(cfs2) >= 200, 'SIGINT among the objects');
+  const cfs3 = join(d, 'cfs3');
+  const layout = join(d, 'layout');
+  const tmpDir = join(cfs3, '.ostree-oci-tmp');
+  await interrupted(cfs3, ['--oci', `oci:${layout}:t`], () => existsSync(tmpDir) && readdirSync(tmpDir).some((n) => n.endsWith('.oci.tmp')), 'SIGINT while building the OCI image');
+  t.notOk(existsSync(layout), 'the --oci destination was not created');
+});
+
 t.test('bad input: missing source objects, a corrupted target object, bad arguments → clear errors', async (t) => {
   const d = tmp(t);
   const { repo } = sampleRepo(d);

@@ -25,7 +25,8 @@ import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { buildErofs } from '../composefs/erofs/writer.js';
 import { imageDigest } from '../composefs/from-commit.js';
-import { ANNOTATION_COMPOSEFS_DIGEST, sealImage } from '../composefs/image-digests.js';
+import { ANNOTATION_COMPOSEFS_DIGEST } from '../composefs/image-digests.js';
+import { rewriteManifest } from '../oci/image.js';
 import { treeFromCommit } from '../composefs/sources/ostree-commit.js';
 import { encapsulate, type EncapsulateOptions } from '../container/index.js';
 import { OstreeOciError } from '../errors.js';
@@ -211,8 +212,9 @@ export async function migrateCommit(repo: Repo, rev: string, cfsPath: string, op
     const todo = [...external.entries()];
     let next = 0;
     let done = 0;
+    let failed = false;
     const lane = async (): Promise<void> => {
-      while (next < todo.length) {
+      while (next < todo.length && !failed) {
         const [hex, f] = todo[next++]!;
         try {
           await store.storeKnown(hex, () => openContent(f.checksum, f.path), `content object ${f.checksum} (${f.path}) of ${repo.path}`);
@@ -225,7 +227,18 @@ export async function migrateCommit(repo: Repo, rev: string, cfsPath: string, op
       }
     };
     const lanes = Math.max(1, opts.jobs ?? (repo.loosePayloads ? 4 : 1));
-    await Promise.all(Array.from({ length: Math.min(lanes, Math.max(1, todo.length)) }, lane));
+    // After a failure the other lanes take no new object and the error waits for the writes in
+    // flight, which then finish or remove their temporary files: none is left behind.
+    const settled = await Promise.allSettled(
+      Array.from({ length: Math.min(lanes, Math.max(1, todo.length)) }, () =>
+        lane().catch((e: unknown) => {
+          failed = true;
+          throw e;
+        }),
+      ),
+    );
+    const firstFailure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (firstFailure) throw firstFailure.reason;
     const fileStats = { ...store.stats };
 
     // 4. composefs-oci form of the tree.
@@ -253,8 +266,6 @@ export async function migrateCommit(repo: Repo, rev: string, cfsPath: string, op
     const image = buildErofs(root, { minVersion: 0, maxVersion: 1 });
     const stored = await storeImage(store, image);
     crashPoint();
-    await publishImage(cfs, stored.hex, opts.name);
-    crashPoint();
     progress('image', 1, 1);
 
     const result: MigrationReport = {
@@ -275,24 +286,41 @@ export async function migrateCommit(repo: Repo, rev: string, cfsPath: string, op
       durationMs: 0,
     };
 
-    // 6. OCI: encapsulate (commitmeta travels in the commit layer), seal with the composefs
-    // annotations (containers.composefs-digest of the merged layer tree, per-layer digests), store.
+    // 6. OCI: encapsulate (commitmeta travels in the commit layer) with the composefs annotations
+    // (containers.composefs-digest of the merged layer tree, per-layer digests) into a scratch
+    // layout, store it, then copy it to the destination. Names are published last, so a failure
+    // or an interruption before leaves no ref and the destination as it was.
+    let publishOci: (() => Promise<void>) | undefined;
     if (opts.oci) {
       progress('oci', 0, 1);
-      const enc = await encapsulate(repo, commit, opts.oci.imgref, opts.oci.encapsulate ?? {});
-      const sealed = await sealImage(enc.reference, enc.reference);
-      const s0 = { ...store.stats };
-      const oci = await storeOciImage(store, sealed.reference, opts.oci.tag, {
-        onLayer: (i, n) => progress('oci', i, n),
-      });
-      result.oci = {
-        ...oci,
-        reference: sealed.reference,
-        annotations: { [ANNOTATION_COMPOSEFS_DIGEST]: sealed.merged, layers: sealed.layers.join(',') },
-        objects: diff(s0, store.stats),
-      };
+      const scratch = await cfs.tempDir('oci');
+      try {
+        const enc = await encapsulate(repo, commit, `oci:${scratch}`, { ...(opts.oci.encapsulate ?? {}), composefs: true });
+        const s0 = { ...store.stats };
+        const { publish, ...oci } = await storeOciImage(store, enc.reference, opts.oci.tag, {
+          onLayer: (i, n) => progress('oci', i, n),
+          deferPublish: true,
+        });
+        publishOci = publish;
+        const copied = await rewriteManifest(enc.reference, opts.oci.imgref, (a) => a);
+        if (copied.manifestDigest !== enc.manifestDigest) {
+          throw new OstreeOciError(`${opts.oci.imgref}: the copied manifest is ${copied.manifestDigest}, the stored one ${enc.manifestDigest}`);
+        }
+        result.oci = {
+          ...oci,
+          reference: copied.reference,
+          annotations: { [ANNOTATION_COMPOSEFS_DIGEST]: enc.composefsDigest!, layers: enc.layers.map((l) => l.composefsDigest!).join(',') },
+          objects: diff(s0, store.stats),
+        };
+      } finally {
+        await cfs.removeTemp(scratch);
+      }
       progress('oci', 1, 1);
     }
+    crashPoint();
+    await publishOci?.();
+    await publishImage(cfs, stored.hex, opts.name);
+    crashPoint();
     result.durationMs = Date.now() - t0;
     return result;
   } finally {

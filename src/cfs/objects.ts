@@ -16,7 +16,7 @@ import { mkdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { FsVerityHasher, fsverityDigest, fsverityDigestFile } from '../composefs/fsverity.js';
-import { CfsCorruptObjectError, CfsDigestMismatchError } from './errors.js';
+import { CfsCorruptObjectError, CfsDigestMismatchError, CfsRepoError } from './errors.js';
 import type { CfsRepo } from './repository.js';
 
 export interface StoreResult {
@@ -135,16 +135,23 @@ export class ObjectStore {
         const size = await this.verifyExisting(hex);
         return { hex, size, written: false };
       }
-      const { path, fh } = await this.repo.tempFile();
+      // A failing write (ENOSPC, EIO…) is named by object and repository; read errors of the
+      // source keep their own (the caller names the source).
+      const written = <T>(p: Promise<T>): Promise<T> =>
+        p.catch((e: NodeJS.ErrnoException) => {
+          if (typeof e.code !== 'string') throw e;
+          throw new CfsRepoError(`${what}: cannot write it into ${this.repo.path}: ${e.message}`, { code: e.code });
+        });
+      const { path, fh } = await written(this.repo.tempFile());
       const h = new FsVerityHasher();
       let src: ByteStream | undefined;
       try {
         src = await open();
         for await (const chunk of src as AsyncIterable<Uint8Array>) {
           h.update(chunk);
-          await writeAll(fh, chunk);
+          await written(writeAll(fh, chunk));
         }
-        await fh.close();
+        await written(fh.close());
       } catch (e) {
         (src as Readable | undefined)?.destroy?.();
         await fh.close().catch(() => {});
@@ -157,7 +164,7 @@ export class ObjectStore {
         throw new CfsDigestMismatchError(`${what}: content has fs-verity digest ${actual}, expected ${hex}`, { expected: hex, actual, what });
       }
       try {
-        return await this.publish(path, hex, h.length);
+        return await written(this.publish(path, hex, h.length));
       } catch (e) {
         await unlink(path).catch(() => {});
         throw e;

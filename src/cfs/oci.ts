@@ -67,13 +67,17 @@ async function finish(w: SplitstreamWriter): Promise<SplitstreamResult> {
   }
 }
 
-/** Store image `imgref` (any reference openImage reads) under `tag`. */
+/**
+ * Store image `imgref` (any reference openImage reads) under `tag`. With `deferPublish` the
+ * streams are written but no name points to them until the returned `publish` is called (so a
+ * caller can publish several things last).
+ */
 export async function storeOciImage(
   store: ObjectStore,
   imgref: string,
   tag: string,
-  opts: OpenImageOptions & { onLayer?: (i: number, n: number) => void } = {},
-): Promise<OciStoreResult> {
+  opts: OpenImageOptions & { onLayer?: (i: number, n: number) => void; deferPublish?: boolean } = {},
+): Promise<OciStoreResult & { publish?: () => Promise<void> }> {
   const img = await openImage(imgref, opts);
   try {
     const layers: OciStoreLayer[] = [];
@@ -124,10 +128,15 @@ export async function storeOciImage(
     const manifest = await finish(mw);
     links.push([manifestId, manifest.hex]);
 
-    await store.repo.sync();
-    for (const [id, hex] of links) await linkStream(store.repo, id, hex);
-    await setOciTag(store.repo, tag, img.manifestDigest);
+    const manifestDigest = img.manifestDigest;
+    const publish = async (): Promise<void> => {
+      await store.repo.sync();
+      for (const [id, hex] of links) await linkStream(store.repo, id, hex);
+      await setOciTag(store.repo, tag, manifestDigest);
+    };
+    if (!opts.deferPublish) await publish();
     return {
+      ...(opts.deferPublish ? { publish } : {}),
       tag,
       ref: `streams/refs/${OCI_REF_PREFIX}${encodeTag(tag)}`,
       manifestDigest: img.manifestDigest,

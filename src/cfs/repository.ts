@@ -21,11 +21,12 @@
  * verity on objects. Digests are always computed in userspace.
  */
 import { execFile } from 'node:child_process';
-import { constants as FS } from 'node:fs';
+import { constants as FS, readdirSync, rmSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { CfsBusyError, CfsRepoError } from './errors.js';
+import { onInterrupt } from '../cleanup.js';
 
 export const CFS_ALGORITHM = 'fsverity-sha256-12';
 export const CFS_FORMAT_VERSION = 1;
@@ -95,6 +96,7 @@ const pidOf = (name: string): number | null => {
 
 export class CfsRepo {
   private tmpCounter = 0;
+  private interruptWatched = false;
   readonly readOnly: boolean;
 
   private constructor(
@@ -171,8 +173,28 @@ export class CfsRepo {
     return join(this.path, TMP_DIR);
   }
 
+  /**
+   * An interruption (SIGINT…, src/cleanup.ts) removes this process's temporaries: every entry of
+   * `.ostree-oci-tmp/` named after its pid (temporary files, scratch directories, lock files).
+   */
+  private removeTempsOnInterrupt(): void {
+    if (this.interruptWatched) return;
+    this.interruptWatched = true;
+    const tmp = this.tmpDir;
+    onInterrupt(() => {
+      let names: string[] = [];
+      try {
+        names = readdirSync(tmp);
+      } catch {
+        return;
+      }
+      for (const name of names) if (pidOf(name) === process.pid) rmSync(join(tmp, name), { recursive: true, force: true });
+    });
+  }
+
   /** A new exclusive temporary file under `.ostree-oci-tmp/` (named after this process). */
   async tempFile(): Promise<{ path: string; fh: FileHandle }> {
+    this.removeTempsOnInterrupt();
     await mkdir(this.tmpDir, { recursive: true });
     for (;;) {
       const path = join(this.tmpDir, `${process.pid}.${++this.tmpCounter}.${Math.random().toString(36).slice(2, 8)}.tmp`);
@@ -182,6 +204,21 @@ export class CfsRepo {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       }
     }
+  }
+
+  /** A new temporary directory under `.ostree-oci-tmp/` (named after this process); see removeTemp. */
+  async tempDir(kind: string): Promise<string> {
+    this.removeTempsOnInterrupt();
+    await mkdir(this.tmpDir, { recursive: true });
+    const path = join(this.tmpDir, `${process.pid}.${++this.tmpCounter}.${kind}.tmp`);
+    await rm(path, { recursive: true, force: true }); // a leftover of an earlier process of this pid
+    await mkdir(path);
+    return path;
+  }
+
+  /** Remove a temporary file or directory (nothing when it is gone). */
+  async removeTemp(path: string): Promise<void> {
+    await rm(path, { recursive: true, force: true });
   }
 
   /** Remove temporary files and lock files left by processes that no longer run. Returns the count. */
@@ -216,6 +253,7 @@ export class CfsRepo {
     if (this.readOnly) {
       throw new CfsRepoError(`${this.path}: read-only-compatible features ${this.meta.features['read-only-compatible'].join(', ')} forbid writing`);
     }
+    this.removeTempsOnInterrupt();
     await mkdir(this.tmpDir, { recursive: true });
     const lock = join(this.tmpDir, `${kind}-${process.pid}`);
     const fh = await open(lock, 'w');
