@@ -12,11 +12,11 @@
  *  4. rewrite the tree into the composefs-oci form: files ≤ 64 bytes inline, larger ones with
  *     redirect `hh/<rest>` and their metacopy digest; write it as EROFS (composefs format 0..1,
  *     mkcomposefs-compatible) into the object store;
- *  5. sync, then link `images/<hex>` and `images/refs/<name>`;
- *  6. with `oci`: encapsulate the commit (commitmeta kept) as an OCI image, seal it with the
- *     project's composefs annotations (composefs/image-digests.ts: `containers.composefs-digest` of
- *     the merged layer tree and one digest per layer), and store that image as splitstreams with
- *     an `oci/<tag>` ref (see oci.ts).
+ *  5. with `oci`: encapsulate the commit (commitmeta kept) as an OCI image with the project's
+ *     composefs annotations (composefs/image-digests.ts: `containers.composefs-digest` of the
+ *     merged layer tree and one digest per layer) into a scratch layout, store that image as
+ *     splitstreams (see oci.ts), and copy it to the `oci` destination;
+ *  6. sync, then link the `oci/<tag>` ref, `images/<hex>` and `images/refs/<name>`.
  *
  * A run that is killed leaves only temporary files (removed by the next writer or gc) and
  * complete, verified objects that the next run reuses; names are published last.
@@ -286,7 +286,7 @@ export async function migrateCommit(repo: Repo, rev: string, cfsPath: string, op
       durationMs: 0,
     };
 
-    // 6. OCI: encapsulate (commitmeta travels in the commit layer) with the composefs annotations
+    // 5. OCI: encapsulate (commitmeta travels in the commit layer) with the composefs annotations
     // (containers.composefs-digest of the merged layer tree, per-layer digests) into a scratch
     // layout, store it, then copy it to the destination. Names are published last, so a failure
     // or an interruption before leaves no ref and the destination as it was.
@@ -317,6 +317,7 @@ export async function migrateCommit(repo: Repo, rev: string, cfsPath: string, op
       }
       progress('oci', 1, 1);
     }
+    // 6. Names, last.
     crashPoint();
     await publishOci?.();
     await publishImage(cfs, stored.hex, opts.name);
