@@ -186,6 +186,22 @@ t.test('--contentmeta: components without objects are left out, and --max-layers
   t.match(ostreeFsck(dst), /no errors/);
 });
 
+t.test('--contentmeta components are ordered by id bytes, not by their order in the file', async (t) => {
+  // Integer-like ids: JavaScript lists them first in ascending numeric order, whatever the file.
+  const text = (order: string[]): string =>
+    `{"version":1,"layers":{${order.map((id) => `"${id}":"component ${id}"`).join(',')}},"mapping":{${order.map((id, i) => `"${String(i + 1).padStart(64, '0')}":"${id}"`).join(',')}}}`;
+  const mapping = new Map<string, { size: number; paths: string[] }>();
+  for (let i = 1; i <= 4; i++) mapping.set(String(i).padStart(64, '0'), { size: 100, paths: [`/usr/f${i}`] });
+  const names = (order: string[], max?: number): string[] => {
+    const meta = parseContentMeta(JSON.parse(text(order)), 'test');
+    return chunkByContentMeta(meta, mapping, max).chunks.map((c) => c.name);
+  };
+  const ids = ['zeta', '10', '2', 'é'];
+  t.same(names(ids), ['10', '2', 'zeta', 'é', 'Reserved for new packages'], 'byte order of the ids');
+  t.same(names([...ids].reverse()), names(ids), 'the same whatever the order in the file');
+  t.same(names(ids, 3), ['10', '2 and zeta and é', 'Reserved for new packages'], 'the overflow takes the last ids');
+});
+
 t.test('--contentmeta with more components than layers: at most 64 chunks unless --max-layers says otherwise', async (t) => {
   // 100 components of one object each (the split needs only the mapping, no repository).
   const layers: Record<string, string> = {};
@@ -202,7 +218,7 @@ t.test('--contentmeta with more components than layers: at most 64 chunks unless
   const check = (n: number, got: ReturnType<typeof chunkByContentMeta>, what: string): void => {
     t.equal(got.chunks.length, n, `${what}: ${n} chunks`);
     t.equal(got.chunks.at(-1)!.name, 'Reserved for new packages', `${what}: the reserved chunk last`);
-    t.same(got.chunks.slice(0, n - 2).map((c) => c.name), Object.keys(layers).slice(0, n - 2), `${what}: the first components one per chunk, in file order`);
+    t.same(got.chunks.slice(0, n - 2).map((c) => c.name), Object.keys(layers).slice(0, n - 2), `${what}: the first components one per chunk, in id order`);
     const merged = got.chunks[n - 2]!;
     t.equal(merged.name, `${100 - (n - 2)} components`, `${what}: the rest merged into one chunk`);
     t.same([...merged.mapping.keys()], Object.keys(map).slice(n - 2), `${what}: holding every remaining object`);

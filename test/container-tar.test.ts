@@ -415,6 +415,10 @@ t.test('symlink targets survive byte for byte (long, denormal, odd)', async (t) 
     long: `${'t'.repeat(150)}/target`,
     denormal: '../../..//sbin/chkconfig',
     interior: 'a/./b',
+    // Denormal and longer than the header's 100 bytes: a GNU long-link entry, literal.
+    longDenormal: `${'x'.repeat(150)}//y`,
+    longInterior: `${'y'.repeat(150)}/./z`,
+    denormal100: `${'z'.repeat(97)}//w`,
     trailing: 'dir/',
     root: '/',
     dotstart: './here',

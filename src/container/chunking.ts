@@ -8,7 +8,9 @@
  *
  *  2. **Content metadata** (`--contentmeta FILE`, ostree-ext's `RawMeta` JSON:
  *     `{"version":1, "created"?, "labels"?, "layers": {id: name, …}, "mapping": {checksum: id, …}}`):
- *     one chunk per `layers` entry, in file order, holding the objects mapped to it, then an empty
+ *     one chunk per `layers` entry, in the byte order of their ids (ostree-ext reads them into a
+ *     BTreeMap; JSON does not order object members, and JavaScript would put integer-like ids
+ *     first whatever the file says), holding the objects mapped to it, then an empty
  *     "Reserved for new packages" chunk, as ostree-ext lays out images with few components.
  *     Objects the mapping does not mention stay in the commit layer; mapping entries for objects
  *     that are not in the commit are ignored, and so are components left without any object
@@ -274,7 +276,7 @@ export function chunkByContentMeta(meta: ContentMeta, mapping: ChunkMapping, max
   if (!Number.isInteger(maxLayers) || maxLayers < 1) {
     throw new UsageError(`--max-layers must be a positive integer, got ${maxLayers}`);
   }
-  const ids = Object.keys(meta.layers);
+  const ids = Object.keys(meta.layers).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
   const byId = new Map<string, ChunkMapping>(ids.map((id) => [id, new Map()]));
   const remainder: ChunkMapping = new Map();
   for (const [csum, e] of mapping) {

@@ -308,9 +308,8 @@ export class OstreeTarWriter {
       const target = obj.header.symlinkTarget;
       if (normalizedLinkName(target) !== target) {
         // Targets tar-rs would rewrite ("denormal" `//`, interior `.`) are stored literally, so
-        // the object keeps its checksum.
-        h.setLinkNameLiteral(target);
-        await this.b.appendData(h, objPath);
+        // the object keeps its checksum; past 100 bytes in a long-link entry (ostree-ext fails).
+        await this.b.appendLinkLiteral(h, objPath, target);
       } else {
         await this.b.appendLink(h, objPath, target);
       }

@@ -346,6 +346,20 @@ export function prepareHeaderPath(h: Header, path: string): Buffer[] {
   }
 }
 
+/**
+ * A link target written exactly as given, never normalized (`set_link_name_literal`): in the
+ * header when it fits its 100 bytes, else in a GNU `K` entry (which tar-rs, Go and GNU tar all
+ * read literally; tar-rs' `set_link_name_literal`, and so ostree-ext, fails there instead).
+ */
+export function prepareHeaderLinkLiteral(h: Header, target: string): Buffer[] {
+  const data = Buffer.from(target, 'utf8');
+  if (data.length <= 100) {
+    h.setLinkNameLiteral(target);
+    return [];
+  }
+  return entryBytes(longLinkHeader(data.length, EntryType.GNULongLink), Buffer.concat([data, Buffer.from([0])]));
+}
+
 /** tar-rs `prepare_header_link`: set the link name, or emit a GNU `K` entry. */
 export function prepareHeaderLink(h: Header, target: string): Buffer[] {
   const err = h.trySetLinkName(target);

@@ -9,7 +9,7 @@
  */
 import { Readable } from 'node:stream';
 import { OstreeOciError } from '../errors.js';
-import { END_OF_ARCHIVE, Header, padding, paxExtensionBytes, prepareHeaderLink, prepareHeaderPath } from './tar-header.js';
+import { END_OF_ARCHIVE, Header, padding, paxExtensionBytes, prepareHeaderLink, prepareHeaderLinkLiteral, prepareHeaderPath } from './tar-header.js';
 
 const BATCH = 128 * 1024;
 const YIELD_EVERY = 512 * 1024;
@@ -130,6 +130,15 @@ export class TarBuilder {
     h.setCksum();
     await this.out.writeAll(pre);
     await this.out.write(Buffer.from(h.buf)); // copy: callers reuse the header
+  }
+
+  /** A link whose target is kept byte for byte (prepareHeaderLinkLiteral): path, target, header. */
+  async appendLinkLiteral(h: Header, path: string, target: string): Promise<void> {
+    const pre = prepareHeaderPath(h, path);
+    pre.push(...prepareHeaderLinkLiteral(h, target));
+    h.setCksum();
+    await this.out.writeAll(pre);
+    await this.out.write(Buffer.from(h.buf));
   }
 
   /** `append_pax_extensions` (nothing for an empty list). */
