@@ -9,6 +9,7 @@ import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { TreeNode } from '../src/tree/model.js';
 import {
@@ -612,6 +613,16 @@ t.test('hostile: overlapping inodes with huge xattr areas cannot multiply the wo
 t.test('hostile: nesting deeper than maxDepth is an error', async (t) => {
   const img = mkcomposefs(deep(60));
   await t.rejects(readErofsImage(img, { maxDepth: 50 }), /deeper than 50/);
-  const root = await readErofsImage(img, { maxDepth: 61 });
+  // 60 directories below the root: maxDepth 60 reads them, 59 does not.
+  await t.rejects(readErofsImage(img, { maxDepth: 59 }), /deeper than 59/);
+  const root = await readErofsImage(img, { maxDepth: 60 });
   t.ok(root.getChild('d0'));
+});
+
+t.test('a path that is not a regular file is refused before it is opened (a FIFO would block)', async (t) => {
+  const d = mkdtempSync(join(tmpdir(), 'erofs-fifo-'));
+  t.teardown(() => rmSync(d, { recursive: true, force: true }));
+  const fifo = join(d, 'fifo');
+  spawnSync('mkfifo', [fifo]);
+  await t.rejects(readErofsImage(fifo), /fifo: not a regular file/);
 });

@@ -269,5 +269,13 @@ t.test('CLI: ostree-oci fsverity prints like fsverity digest', async (t) => {
   const missing = spawnSync('node', [cli, 'fsverity', join(dir, 'nope')], { encoding: 'utf8' });
   t.equal(missing.status, 2);
   t.match(missing.stderr, /cannot read .*nope/);
+  // Not regular files: refused at once (a FIFO would block the open, /dev/zero never end).
+  const fifo = join(dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  for (const special of [fifo, '/dev/zero']) {
+    const r = spawnSync('node', [cli, 'fsverity', special], { encoding: 'utf8', timeout: 20_000 });
+    t.equal(r.status, 2, `${special}: exit 2 (${r.stderr.trim()})`);
+    t.match(r.stderr, /is not a regular file/);
+  }
   t.equal(readFileSync(files[2]!).length, 0);
 });

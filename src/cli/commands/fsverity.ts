@@ -3,7 +3,7 @@
  * `fsverity digest` (`sha256:<hex> FILE`), or a JSON array with --json.
  */
 import type { Command } from 'commander';
-import { fsverityDigestFile } from '../../composefs/fsverity.js';
+import { FsVerityError, fsverityDigestFile } from '../../composefs/fsverity.js';
 import { UsageError } from '../../errors.js';
 import { printJson } from '../output.js';
 
@@ -16,7 +16,7 @@ export function register(program: Command): void {
   program
     .command('fsverity')
     .description('compute fs-verity digests (SHA-256, 4 KiB blocks, no salt) like `fsverity digest`')
-    .argument('<file...>', 'files to measure')
+    .argument('<file...>', 'regular files to measure (FIFOs, devices and directories are refused)')
     .option('--json', 'print a JSON array of {file, digest, algorithm}')
     .option('--compact', 'print only the hex digest, one per line (like `fsverity digest --compact`)')
     .action(async (files: string[], opts: FsverityOptions) => {
@@ -30,6 +30,7 @@ export function register(program: Command): void {
           if (e.code === 'ENOENT' || e.code === 'EACCES' || e.code === 'EISDIR') {
             throw new UsageError(`fsverity: cannot read ${file}: ${e.code}`, { file, code: e.code });
           }
+          if (err instanceof FsVerityError && /not a regular file/.test(err.message)) throw new UsageError(`fsverity: ${file} is not a regular file`, { file });
           throw err;
         }
         const hex = digest.toString('hex');

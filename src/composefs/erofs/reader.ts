@@ -30,7 +30,7 @@
  *   A dirent to a directory already on the path becomes a hardlink (as in C), so cycles cannot
  *   loop; the directory depth is capped (default 4096) and the walk is iterative (no recursion).
  */
-import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
+import { closeSync, openSync, readSync, fstatSync, statSync } from 'node:fs';
 import { OstreeOciError } from '../../errors.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, TreeNode, type Xattr } from '../../tree/model.js';
 import {
@@ -357,7 +357,8 @@ class ImageReader {
         child = loaded.node;
         child.name = Buffer.from(name);
         if (child.isDir) {
-          if (stack.length >= this.maxDepth) {
+          // stack holds the root and the directories above this one: its depth is stack.length.
+          if (stack.length > this.maxDepth) {
             throw new ErofsFormatError(`directory nid ${nid}: nesting deeper than ${this.maxDepth} levels`, {
               nid,
               field: 'depth',
@@ -680,6 +681,8 @@ export function readErofsImageSync(image: Buffer, opts: ReadErofsOptions = {}): 
 
 /** Read an image file into a tree, reading it on demand (not loaded whole), without the header info. */
 function readErofsFile(path: string, opts: ReadErofsOptions): { root: TreeNode; info: ErofsImageInfo } {
+  // Checked before opening: opening a FIFO would block this thread, signals included.
+  if (!statSync(path).isFile()) throw new ErofsFormatError(`${path}: not a regular file (an image is read from a file)`, { path });
   const fd = openSync(path, 'r');
   try {
     const src = new FdSource(fd, path);
