@@ -232,7 +232,7 @@ const DEFAULT_PARALLEL_THRESHOLD = 32 << 20;
 export async function fsverityDigestFile(path: string, opts: FsVerityFileOptions = {}): Promise<Buffer> {
   // fs-verity is defined for regular files: a FIFO or a device (/dev/zero) would be read
   // forever, and opening a FIFO blocks. Checked before opening (symlinks followed).
-  if (!(await stat(path)).isFile()) throw new FsVerityError(`fs-verity: ${path} is not a regular file`, { path });
+  if (!(await stat(path)).isFile()) throw new FsVerityError(`fs-verity: ${path} is not a regular file`, { path, notRegular: true });
   // Opened first, so that the size checked is the size of the file read.
   const fh = await open(path, 'r');
   try {

@@ -309,7 +309,7 @@ export class OstreeTarWriter {
       if (normalizedLinkName(target) !== target) {
         // Targets tar-rs would rewrite ("denormal" `//`, interior `.`) are stored literally, so
         // the object keeps its checksum; past 100 bytes in a long-link entry (ostree-ext fails).
-        await this.b.appendLinkLiteral(h, objPath, target);
+        await this.b.appendLink(h, objPath, target, { literal: true });
       } else {
         await this.b.appendLink(h, objPath, target);
       }

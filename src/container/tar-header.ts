@@ -357,6 +357,11 @@ export function prepareHeaderLinkLiteral(h: Header, target: string): Buffer[] {
     h.setLinkNameLiteral(target);
     return [];
   }
+  return longLinkEntry(data);
+}
+
+/** A GNU `K` entry holding a link target (NUL-terminated). */
+function longLinkEntry(data: Buffer): Buffer[] {
   return entryBytes(longLinkHeader(data.length, EntryType.GNULongLink), Buffer.concat([data, Buffer.from([0])]));
 }
 
@@ -367,7 +372,7 @@ export function prepareHeaderLink(h: Header, target: string): Buffer[] {
   {
     const data = Buffer.from(target, 'utf8');
     if (data.length < 100) throw new TarPathError(err);
-    return entryBytes(longLinkHeader(data.length, EntryType.GNULongLink), Buffer.concat([data, Buffer.from([0])]));
+    return longLinkEntry(data);
   }
 }
 

@@ -123,22 +123,16 @@ export class TarBuilder {
     await this.writeData(data);
   }
 
-  /** `append_link`: path, link name (with GNU K if long), checksum, header. */
-  async appendLink(h: Header, path: string, target: string): Promise<void> {
+  /**
+   * `append_link`: path, link name (with GNU K if long), checksum, header. With `literal` the
+   * target is kept byte for byte (prepareHeaderLinkLiteral) instead of normalized as tar-rs does.
+   */
+  async appendLink(h: Header, path: string, target: string, opts: { literal?: boolean } = {}): Promise<void> {
     const pre = prepareHeaderPath(h, path);
-    pre.push(...prepareHeaderLink(h, target));
+    pre.push(...(opts.literal ? prepareHeaderLinkLiteral(h, target) : prepareHeaderLink(h, target)));
     h.setCksum();
     await this.out.writeAll(pre);
     await this.out.write(Buffer.from(h.buf)); // copy: callers reuse the header
-  }
-
-  /** A link whose target is kept byte for byte (prepareHeaderLinkLiteral): path, target, header. */
-  async appendLinkLiteral(h: Header, path: string, target: string): Promise<void> {
-    const pre = prepareHeaderPath(h, path);
-    pre.push(...prepareHeaderLinkLiteral(h, target));
-    h.setCksum();
-    await this.out.writeAll(pre);
-    await this.out.write(Buffer.from(h.buf));
   }
 
   /** `append_pax_extensions` (nothing for an empty list). */

@@ -82,9 +82,11 @@ export async function indexTar(path: string): Promise<Map<string, TarEntryLocati
     const entries = new Map<string, TarEntryLocation>();
     const hdr = Buffer.alloc(BLOCK);
     let pos = 0;
-    let ext = new EntryExtensions((msg) => {
-      throw new OciFormatError(`tar ${path}: ${msg}`);
-    });
+    const newExtensions = (): EntryExtensions =>
+      new EntryExtensions((msg) => {
+        throw new OciFormatError(`tar ${path}: ${msg}`);
+      });
+    let ext = newExtensions();
     const readData = async (off: number, size: number, what: string): Promise<Buffer> => {
       if (size > 16 << 20) throw new OciFormatError(`${what}: extended header of ${size} bytes is too large`);
       const b = Buffer.alloc(size);
@@ -135,9 +137,7 @@ export async function indexTar(path: string): Promise<Map<string, TarEntryLocati
         const e: TarEntryLocation = { name: normalizeTarName(name), type, offset: dataOff, size };
         if (linkname !== '') e.linkname = linkname;
         entries.set(e.name, e);
-        ext = new EntryExtensions((msg) => {
-          throw new OciFormatError(`tar ${path}: ${msg}`);
-        });
+        ext = newExtensions();
       }
       pos = next;
     }

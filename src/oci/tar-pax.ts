@@ -60,7 +60,8 @@ export class EntryExtensions {
   /** The PAX records of the entry's `x` header, in order (keys unique). */
   records: Array<{ key: Buffer; value: Buffer }> = [];
   private sawPax = false;
-  private readonly keys = new Set<string>();
+  /** Each record's value by its key (latin1: byte-exact). */
+  private readonly byKey = new Map<string, Buffer>();
 
   constructor(private readonly fail: (msg: string) => never) {}
 
@@ -80,16 +81,15 @@ export class EntryExtensions {
     this.sawPax = true;
     for (const r of parsePaxRecords(body, (msg) => this.fail(`PAX header at byte ${offset}: ${msg}`))) {
       const k = r.key.toString('latin1');
-      if (this.keys.has(k)) this.fail(`PAX header at byte ${offset}: record ${JSON.stringify(r.key.toString('utf8'))} given twice`);
-      this.keys.add(k);
+      if (this.byKey.has(k)) this.fail(`PAX header at byte ${offset}: record ${JSON.stringify(r.key.toString('utf8'))} given twice`);
+      this.byKey.set(k, r.value);
       this.records.push(r);
     }
   }
 
   /** The value of PAX record `key`, if given. */
   pax(key: string): Buffer | undefined {
-    if (!this.keys.has(key)) return undefined;
-    return this.records.find((r) => r.key.toString('latin1') === key)!.value;
+    return this.byKey.get(key);
   }
 
   /** The entry's name: long name, else PAX `path`, else the header's (ustar prefix + name). */

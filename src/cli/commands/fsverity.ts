@@ -30,7 +30,7 @@ export function register(program: Command): void {
           if (e.code === 'ENOENT' || e.code === 'EACCES' || e.code === 'EISDIR') {
             throw new UsageError(`fsverity: cannot read ${file}: ${e.code}`, { file, code: e.code });
           }
-          if (err instanceof FsVerityError && /not a regular file/.test(err.message)) throw new UsageError(`fsverity: ${file} is not a regular file`, { file });
+          if (err instanceof FsVerityError && err.details?.['notRegular']) throw new UsageError(`fsverity: ${file} is not a regular file`, { file });
           throw err;
         }
         const hex = digest.toString('hex');
